@@ -1,0 +1,37 @@
+"""Routes: which adapter serves a biller, by the biller's connection kind.
+
+The table is data: a new kind of biller is a new row and a new adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+
+from routing.bills import Bill
+
+
+class BillerAdapter(Protocol):
+    kind: str
+    debts_in_ledger: bool
+
+    def fetch_bill(
+        self, biller_code: str, account: str, period: str | None
+    ) -> Deferred[Bill | None]: ...
+
+
+class NoAdapter(LookupError):
+    """No adapter serves this kind of biller (yet)."""
+
+
+class Router:
+    def __init__(self, adapters: Mapping[str, BillerAdapter]) -> None:
+        self._by_kind = dict(adapters)
+
+    def adapter(self, kind: str) -> BillerAdapter:
+        try:
+            return self._by_kind[kind]
+        except KeyError:
+            raise NoAdapter(kind) from None

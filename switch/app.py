@@ -1,0 +1,125 @@
+"""Wiring: database, ledger writer, read pool, pipeline, channels, metrics.
+
+``SwitchApp.prepare`` runs before the reactor (schema, demo data, caches);
+``start`` listens; ``stop`` (a reactor "before shutdown" trigger) stops
+listening, lets the ledger writer commit everything already queued, then
+closes connections, so Ctrl-C never leaves a half-written transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.threads import deferToThread
+
+from channels.listener import Channel
+from routing.adapters.held import HeldDebtsAdapter
+from routing.routes import Router
+from switch import demo
+from switch.cardholder import Hasher, load_or_create_key
+from switch.config import Settings
+from switch.ledger import queries
+from switch.ledger.accounts import ensure_accounts
+from switch.ledger.database import make_engine, migrate
+from switch.ledger.reads import Reads
+from switch.ledger.reference import Reference, load_reference
+from switch.ledger.writer import LedgerWriter
+from switch.pipeline import Pipeline
+from switch.services import Services
+from switch.sessions import SignOns
+
+log = structlog.get_logger(__name__)
+
+
+def prepare_database(settings: Settings) -> tuple[Engine, Engine]:
+    """Migrate, load demo data into an empty database; returns (write, read) engines."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = settings.db_url()
+    writer_engine = make_engine(url)
+    migrate(writer_engine)
+    with writer_engine.begin() as conn:
+        if settings.demo_data and demo.is_empty(conn):
+            demo.load_demo(conn)
+            log.info("demo data loaded")
+        ensure_accounts(conn)
+    return writer_engine, make_engine(url, write=False)
+
+
+class SwitchApp:
+    def __init__(self, settings: Settings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.channels: list[Channel] = []
+        self.ports: dict[str, int] = {}
+
+    def prepare(self) -> None:
+        s = self.settings
+        self.engine, self.read_engine = prepare_database(s)
+        with self.read_engine.connect() as conn:
+            self._reference = load_reference(conn)
+        self.writer = LedgerWriter(
+            self.engine, self.reactor.callFromThread, s.ledger.batch_max, s.ledger.queue_max
+        )
+        self.reads = Reads(
+            self.read_engine, self.reactor, s.ledger.read_threads, s.ledger.read_queue_max
+        )
+        held = HeldDebtsAdapter(
+            lambda code, acc, period: self.reads.run(queries.bill, code, acc, period)
+        )
+        self.services = Services(
+            reference=lambda: self._reference,
+            sign_ons=SignOns(),
+            reads=self.reads,
+            writer=self.writer,
+            router=Router({"held": held}),
+            hasher=Hasher(load_or_create_key(s.home / "hash.key")),
+            cutover=s.cutover,
+            timezone=s.timezone,
+        )
+        self.pipeline = Pipeline(self.services)
+
+    def start(self) -> None:
+        self.writer.start()
+        self.reads.start()
+        for cs in self.settings.channels:
+            if cs.enabled:
+                channel = Channel(self.reactor, cs, self.pipeline)
+                self.ports[cs.name] = channel.start()
+                self.channels.append(channel)
+        self._start_metrics()
+
+    def reload_reference(self) -> Deferred[Reference]:
+        """Re-read acquirers, terminals and billers (after an operator change)."""
+        d = self.reads.run(load_reference)
+        d.addCallback(self._set_reference)
+        return d
+
+    def _set_reference(self, reference: Reference) -> Reference:
+        self._reference = reference
+        return reference
+
+    def _start_metrics(self) -> None:
+        if not self.settings.metrics_port:
+            return
+        from prometheus_client.twisted import MetricsResource
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        root = Resource()
+        root.putChild(b"metrics", MetricsResource())
+        port = self.reactor.listenTCP(self.settings.metrics_port, Site(root), interface="127.0.0.1")
+        self.ports["metrics"] = port.getHost().port
+
+    @inlineCallbacks
+    def stop(self):  # type: ignore[no-untyped-def]
+        log.info("stopping: no new connections, draining the ledger queue")
+        yield DeferredList([c.stop_listening() for c in self.channels])
+        yield deferToThread(self.writer.stop)
+        for channel in self.channels:
+            channel.close_connections()
+        self.reads.stop()
+        self.engine.dispose()
+        log.info("stopped")

@@ -1,0 +1,56 @@
+"""Card data protection: what of a PAN may be kept, and a keyed hash for search.
+
+The full PAN, track data and PIN blocks are never stored or logged. A plain
+hash of a PAN would be reversible by trying every number of a BIN, so both
+the PAN hash and the request content hash are keyed (HMAC-SHA256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+# Fields left out of a request's content hash: bitmaps (derived), MACs (differ
+# per key), and the MTI repeat digit (a repeat is the same request).
+_NOT_CONTENT = frozenset({"t", "p", "1", "64", "128"})
+
+
+def mask_pan(pan: str) -> str:
+    """First 6 and last 4 digits, the rest as ``*``."""
+    if len(pan) < 13:
+        return "*" * len(pan)
+    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+
+
+class Hasher:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def pan(self, pan: str) -> str:
+        return hmac.new(self._key, pan.encode(), hashlib.sha256).hexdigest()
+
+    def request(self, base_mti: str, fields: Mapping[str, str]) -> str:
+        content = {k: v for k, v in fields.items() if k not in _NOT_CONTENT}
+        content["t"] = base_mti
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hmac.new(self._key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The node's hashing key; created once, readable by the owner only.
+
+    Several nodes on one database must share this file (copy it), or their
+    hashes will not match.
+    """
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key

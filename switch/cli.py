@@ -1,0 +1,99 @@
+"""The ``billswitch`` command: run, migrate, loadtest.
+
+Errors in the configuration or on the command line end with a one-line
+message naming the file or option, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from switch.config import ConfigError, Settings, load
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", type=Path, help="folder for the database and keys (default ./var)")
+    p.add_argument("--config", type=Path, help="TOML file overriding the defaults")
+    p.add_argument(
+        "--db",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg2://postgres@127.0.0.1/test"
+        " (or BILLSWITCH_DB)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billswitch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the switch in the foreground")
+    _common(run)
+    run.add_argument("--log-level", help="debug, info, warning, error")
+    run.add_argument("--log-json", action="store_true", help="JSON log lines")
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    _common(migrate)
+    sub.add_parser(
+        "loadtest", help="the load generator (see: billswitch loadtest --help)", add_help=False
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load(args.config, home=args.home, db=args.db)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from twisted.internet import reactor
+
+    from switch import logs
+    from switch.app import SwitchApp
+
+    settings = _settings(args)
+    if args.log_level:
+        settings = replace(settings, log_level=args.log_level)
+    if args.log_json:
+        settings = replace(settings, log_json=True)
+    logs.configure(settings.log_level, settings.log_json)
+    app = SwitchApp(settings, reactor)
+    app.prepare()
+    app.start()
+    reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+    print(f"billswitch: listening {app.ports} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    reactor.run()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from switch.ledger.database import make_engine, migrate
+
+    settings = _settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    migrate(make_engine(settings.db_url()))
+    print("billswitch: schema is up to date")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "migrate": cmd_migrate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loadtest"]:
+        from loadtest.cli import main as loadtest_main
+
+        return loadtest_main(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"billswitch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"billswitch: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

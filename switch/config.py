@@ -1,0 +1,123 @@
+"""Configuration: embedded defaults, overridden by a TOML file and the command line.
+
+Everything a site may change is here as data; the rest of the switch reads
+these values and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration file or a setting is wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """One listening channel: where, which terminals, which framing."""
+
+    name: str
+    kind: str  # ATM, POS or HOST: which terminals may use it
+    port: int
+    host: str = "127.0.0.1"
+    framing: str = "binary2"  # binary2 (2-byte big-endian) or ascii4
+    tpdu: bool = False
+    max_frame: int = 8192
+    idle_timeout: float = 300.0
+    max_in_flight: int = 256
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    batch_max: int = 500
+    queue_max: int = 20000
+    read_threads: int = 4
+    read_queue_max: int = 2000
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("var")
+    db: str = ""  # empty: SQLite under home
+    cutover: time = time(23, 0)
+    timezone: str = "UTC"
+    log_level: str = "info"
+    log_json: bool = False
+    metrics_port: int = 9108
+    demo_data: bool = True
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    channels: tuple[ChannelSettings, ...] = (
+        ChannelSettings("atm", "ATM", 8583),
+        ChannelSettings("pos", "POS", 8584),
+        ChannelSettings("host", "HOST", 8585),
+    )
+
+    def db_url(self) -> str:
+        from switch.ledger.database import sqlite_url
+
+        return self.db or sqlite_url(self.home)
+
+
+def load(path: Path | None = None, *, home: Path | None = None, db: str | None = None) -> Settings:
+    """Defaults, then the TOML file, then explicit arguments and ``BILLSWITCH_DB``."""
+    settings = Settings()
+    if path is not None:
+        settings = _apply_file(settings, path)
+    if home is not None:
+        settings = replace(settings, home=home)
+    db = db or os.environ.get("BILLSWITCH_DB")
+    if db:
+        settings = replace(settings, db=db)
+    return settings
+
+
+def _apply_file(settings: Settings, path: Path) -> Settings:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return _merge(settings, data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
+    top = {k: v for k, v in data.items() if k not in ("ledger", "channels")}
+    changes = _coerce(Settings, top)
+    if "ledger" in data:
+        changes["ledger"] = replace(settings.ledger, **_coerce(LedgerSettings, data["ledger"]))
+    if "channels" in data:
+        changes["channels"] = _merge_channels(settings.channels, data["channels"])
+    return replace(settings, **changes)
+
+
+def _merge_channels(current: tuple[ChannelSettings, ...], data: dict[str, Any]) -> tuple:
+    by_name = {c.name: c for c in current}
+    for name, values in data.items():
+        base = by_name.get(name) or ChannelSettings(name, values.get("kind", "POS"), 0)
+        by_name[name] = replace(base, **_coerce(ChannelSettings, values))
+    return tuple(by_name.values())
+
+
+_CONVERTERS: dict[str, Any] = {
+    "home": Path,
+    "cutover": time.fromisoformat,
+}
+
+
+def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)} for {cls.__name__}")
+    return {k: _CONVERTERS.get(k, lambda v: v)(v) for k, v in values.items()}

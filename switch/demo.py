@@ -1,0 +1,119 @@
+"""Demo data for the embedded default, loaded into an empty database.
+
+Later issues add to this data and never change it: acquirer and terminal
+ids, the biller ``UTIL01`` and its accounts are what test clients rely on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, insert, select
+
+from switch.ledger import schema as s
+from switch.ledger.accounts import ensure_accounts
+
+ACQUIRERS = [
+    {"id": "100001", "name": "Demo Bank", "status": "active"},
+    {"id": "200002", "name": "Demo Card Processing Centre", "status": "active"},
+]
+
+TERMINALS = (
+    [
+        {
+            "acquirer_id": "100001",
+            "terminal_id": f"ATM0000{i}",
+            "channel": "ATM",
+            "merchant_id": None,
+            "status": "active",
+        }
+        for i in range(1, 6)
+    ]
+    + [
+        {
+            "acquirer_id": "100001",
+            "terminal_id": f"POS0000{i}",
+            "channel": "POS",
+            "merchant_id": "AGENT0000000001",
+            "status": "active",
+        }
+        for i in range(1, 6)
+    ]
+    + [
+        {
+            "acquirer_id": "200002",
+            "terminal_id": "",
+            "channel": "HOST",
+            "merchant_id": None,
+            "status": "active",
+        },
+    ]
+)
+
+BILLERS = [
+    {
+        "code": "UTIL01",
+        "name": "Demo City Utilities",
+        "kind": "held",
+        "currency": "944",
+        "min_amount": 1,
+        "max_amount": None,
+        "partial_allowed": True,
+        "overpay_allowed": False,
+        "fee_fixed": 0,
+        "settlement_account": "AZ00DEMO00000000000000000001",
+        "status": "active",
+    },
+]
+
+# Holder names as the biller keeps them (several scripts); the wire carries them
+# transliterated and masked.
+SURNAMES = [
+    "Гильман П.",
+    "Məmmədov Ə.",
+    "Батбаяр Д.",
+    "Smith J.",
+    "Əliyeva S.",
+    "Иванова Н.",
+    "Ганболд Ө.",
+    "Hüseynov R.",
+    "Brown A.",
+    "Дорж Б.",
+]
+
+DEBTS = [
+    ("1000001", "202611", "7822", 12345),
+    ("1000002", "202610", "7823", 500000),
+    ("1000002", "202611", "7824", 250000),
+]
+
+
+def is_empty(conn: Connection) -> bool:
+    return conn.execute(select(func.count()).select_from(s.acquirers)).scalar_one() == 0
+
+
+def load_demo(conn: Connection) -> None:
+    """Insert the demo data; the caller checks the database is empty."""
+    conn.execute(insert(s.acquirers), ACQUIRERS)
+    conn.execute(insert(s.terminals), TERMINALS)
+    conn.execute(insert(s.billers), BILLERS)
+    conn.execute(
+        insert(s.customers),
+        [
+            {"biller_code": "UTIL01", "account": str(acc), "name": SURNAMES[(acc - 1) % 10]}
+            for acc in range(1000001, 1000101)
+        ],
+    )
+    conn.execute(
+        insert(s.debts),
+        [
+            {
+                "biller_code": "UTIL01",
+                "account": acc,
+                "period": period,
+                "invoice": inv,
+                "amount_original": amount,
+                "amount_open": amount,
+            }
+            for acc, period, inv, amount in DEBTS
+        ],
+    )
+    ensure_accounts(conn)

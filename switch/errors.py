@@ -1,0 +1,82 @@
+"""Errors that end a transaction, each carrying the response code it answers with.
+
+A step raises one of these; the pipeline turns it into DE 39. Messages never
+contain card data: they name the field or the rule, not the value.
+"""
+
+from __future__ import annotations
+
+
+class Decline(Exception):
+    """A transaction ends with ``code`` instead of approval."""
+
+    code = "96"
+
+    def __init__(self, reason: str = "", code: str | None = None) -> None:
+        super().__init__(reason or self.__class__.__doc__ or "")
+        if code is not None:
+            self.code = code
+
+
+class UnknownParty(Decline):
+    """Unknown acquirer or terminal, or the terminal has not signed on."""
+
+    code = "03"
+
+
+class NotSupported(Decline):
+    """Message type or processing code not supported."""
+
+    code = "12"
+
+
+class InvalidAmount(Decline):
+    """Amount zero, in the wrong currency or outside the biller's rules."""
+
+    code = "13"
+
+
+class UnknownAccount(Decline):
+    """The customer account is unknown at the biller."""
+
+    code = "14"
+
+
+class UnknownOriginal(Decline):
+    """A reversal names an original the switch does not have."""
+
+    code = "25"
+
+
+class FormatError(Decline):
+    """A mandatory field is missing or malformed."""
+
+    code = "30"
+
+    def __init__(self, field: str, reason: str = "missing or malformed") -> None:
+        super().__init__(f"DE {field}: {reason}")
+        self.field = field
+
+
+class Overloaded(Decline):
+    """The switch sheds load: its ledger queue is full."""
+
+    code = "91"
+
+
+class NoRoute(Decline):
+    """No route: the biller code is unknown."""
+
+    code = "92"
+
+
+class DuplicateMismatch(Decline):
+    """Same request identity as an earlier request but different content."""
+
+    code = "94"
+
+
+class SystemFailure(Decline):
+    """The ledger or another part is unavailable; nothing was recorded."""
+
+    code = "96"

@@ -1,0 +1,53 @@
+"""Which steps each kind of message goes through: a table, not an if-chain.
+
+A flow is chosen by base MTI and, for messages that carry one, the first two
+digits of the processing code (DE 3): 31 inquiry, 50 payment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from switch.services import Services
+from switch.steps import checks, inquiry, network, payment, reconciliation, reversal
+from switch.transaction import Transaction
+
+Step = Callable[[Transaction, Services], Awaitable[dict[str, str] | None]]
+
+
+@dataclass(frozen=True)
+class Flow:
+    mandatory: tuple[str, ...]  # DE 41 is added for terminal channels
+    steps: tuple[Step, ...]
+
+
+_ENTRY = (checks.identify, checks.signed_on)
+_INQUIRY = Flow(
+    ("3", "7", "11", "32", "48"),
+    _ENTRY + (checks.bill_data, checks.route, inquiry.inquire),
+)
+_REVERSAL = Flow(("4", "7", "11", "32", "90"), _ENTRY + (reversal.reverse,))
+
+FLOWS: dict[tuple[str, str | None], Flow] = {
+    ("0800", None): Flow(("7", "11", "32", "70"), (checks.identify, network.network_management)),
+    ("0100", "31"): _INQUIRY,
+    ("0200", "31"): _INQUIRY,
+    ("0200", "50"): Flow(
+        ("3", "4", "7", "11", "32", "48", "49"),
+        _ENTRY + (checks.bill_data, checks.route, checks.amount, payment.pay),
+    ),
+    ("0220", "50"): Flow(
+        ("3", "4", "7", "11", "32", "48", "49"),
+        _ENTRY + (checks.bill_data, payment.advice_route, payment.record_advice),
+    ),
+    ("0400", None): _REVERSAL,
+    ("0420", None): _REVERSAL,
+    ("0500", None): Flow(("7", "11", "32"), _ENTRY + (reconciliation.reconcile,)),
+}
+
+# MTIs whose flow depends on the processing code.
+BY_PROCESSING_CODE = frozenset(mti for mti, code in FLOWS if code is not None)
+
+# Account types allowed in DE 3 positions 3-4 (from-account).
+ACCOUNT_TYPES = frozenset({"00", "10", "20", "30"})

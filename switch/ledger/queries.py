@@ -1,0 +1,80 @@
+"""Read-only queries the pipeline runs (off the reactor, in the read pool)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Connection, func, select
+
+from routing.bills import Bill
+from switch.ledger import schema as s
+
+
+def bill(conn: Connection, biller_code: str, account: str, period: str | None) -> Bill | None:
+    """The open debts of an account, or None when the biller has no such account."""
+    c, d = s.customers.c, s.debts.c
+    name = conn.execute(
+        select(c.name).where(c.biller_code == biller_code, c.account == account)
+    ).scalar()
+    if name is None:
+        return None
+    query = select(d.period, d.amount_open).where(
+        d.biller_code == biller_code, d.account == account, d.amount_open > 0
+    )
+    if period:
+        query = query.where(d.period == period)
+    debts = tuple((p, a) for p, a in conn.execute(query.order_by(d.period, d.id)))
+    return Bill(name, sum(a for _, a in debts), debts)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """An acquirer's totals for a business day, as the switch's ledger has them."""
+
+    payments: int = 0
+    payment_amount: int = 0
+    reversals: int = 0
+    reversal_amount: int = 0
+    fees: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.payment_amount - self.reversal_amount + self.fees
+
+
+_SIGNED_FEE = {"fee": 1, "fee_reversal": -1}
+
+
+def acquirer_totals(conn: Connection, acquirer_id: str, day: date) -> Totals:
+    j = s.journal.c
+    rows = conn.execute(
+        select(j.kind, func.count(), func.coalesce(func.sum(j.amount), 0))
+        .where(j.acquirer_id == acquirer_id, j.business_day == day)
+        .group_by(j.kind)
+    ).all()
+    by_kind = {kind: (n, total) for kind, n, total in rows}
+    fees = sum(sign * by_kind.get(kind, (0, 0))[1] for kind, sign in _SIGNED_FEE.items())
+    return Totals(
+        payments=by_kind.get("payment", (0, 0))[0],
+        payment_amount=by_kind.get("payment", (0, 0))[1],
+        reversals=by_kind.get("reversal", (0, 0))[0],
+        reversal_amount=by_kind.get("reversal", (0, 0))[1],
+        fees=fees,
+    )
+
+
+def balances(conn: Connection) -> dict[str, int]:
+    """Every account's balance, derived from its entries."""
+    e = s.entries.c
+    return dict(conn.execute(select(e.account_code, func.sum(e.amount)).group_by(e.account_code)))
+
+
+def unbalanced_journal_rows(conn: Connection) -> list[int]:
+    """Journal rows whose entries do not sum to zero (should always be empty)."""
+    e = s.entries.c
+    return list(
+        conn.execute(
+            select(e.journal_id).group_by(e.journal_id).having(func.sum(e.amount) != 0)
+        ).scalars()
+    )

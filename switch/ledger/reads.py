@@ -1,0 +1,49 @@
+"""A bounded thread pool for database reads, so the reactor never blocks on SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from switch import metrics
+from switch.errors import Overloaded
+
+T = TypeVar("T")
+
+
+class Reads:
+    def __init__(self, engine: Engine, reactor: Any, threads: int = 4, queue_max: int = 2000):
+        self._engine = engine
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="db-reads")
+        self._pending = 0
+        self._queue_max = queue_max
+
+    def start(self) -> None:
+        self._pool.start()
+
+    def stop(self) -> None:
+        self._pool.stop()
+
+    def run(self, query: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run ``query(conn, *args)`` in a read transaction on the pool."""
+        if self._pending >= self._queue_max:
+            metrics.SHED.inc()
+            return fail(Overloaded("read queue full"))
+        self._pending += 1
+        d = deferToThreadPool(self._reactor, self._pool, self._read, query, *args)
+        d.addBoth(self._done)
+        return d
+
+    def _read(self, query: Callable[..., T], *args: Any) -> T:
+        with self._engine.connect() as conn:
+            return query(conn, *args)
+
+    def _done(self, result: Any) -> Any:
+        self._pending -= 1
+        return result

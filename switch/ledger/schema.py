@@ -1,0 +1,175 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+One schema serves SQLite (embedded default) and PostgreSQL. Money is always an
+integer of minor units. The Alembic migrations in ``switch/migrations`` create
+exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+acquirers = Table(
+    "acquirers",
+    metadata,
+    Column("id", String(11), primary_key=True, comment="DE 32 acquiring institution id"),
+    Column("name", String(100), nullable=False),
+    Column("status", String(10), nullable=False, default="active"),
+)
+
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("acquirer_id", String(11), ForeignKey("acquirers.id"), primary_key=True),
+    Column("terminal_id", String(8), primary_key=True, comment="DE 41; '' for a host link"),
+    Column("channel", String(8), nullable=False, comment="ATM, POS or HOST"),
+    Column("merchant_id", String(15)),
+    Column("status", String(10), nullable=False, default="active"),
+)
+
+billers = Table(
+    "billers",
+    metadata,
+    Column("code", String(8), primary_key=True, comment="DE 48 BL"),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(10), nullable=False, comment="held, online, offline, outline"),
+    Column("currency", String(3), nullable=False),
+    Column("min_amount", BigInteger, nullable=False, default=1),
+    Column("max_amount", BigInteger),
+    Column("partial_allowed", Boolean, nullable=False, default=True),
+    Column("overpay_allowed", Boolean, nullable=False, default=False),
+    Column("fee_fixed", BigInteger, nullable=False, default=0),
+    Column("settlement_account", String(34)),
+    Column("status", String(10), nullable=False, default="active"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("biller_code", String(8), ForeignKey("billers.code"), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column("name", String(100), nullable=False),
+)
+
+debts = Table(
+    "debts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_code", String(8), nullable=False),
+    Column("account", String(32), nullable=False),
+    Column("period", String(6), nullable=False),
+    Column("invoice", String(32)),
+    Column("amount_original", BigInteger, nullable=False),
+    Column("amount_open", BigInteger, nullable=False),
+    UniqueConstraint("biller_code", "account", "period", name="uq_debts_period"),
+)
+Index("ix_debts_account", debts.c.biller_code, debts.c.account)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("code", String(40), primary_key=True, comment="e.g. ACQ:100001:RECV"),
+    Column("kind", String(20), nullable=False),
+    Column("owner", String(20), nullable=False),
+    Column("currency", String(3), nullable=False),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("acquirer_id", String(11), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("stan", String(6), nullable=False),
+    Column("transmitted", String(10), nullable=False),
+    Column("mti", String(4), nullable=False, comment="base MTI (a repeat counts as its original)"),
+    Column("request_hash", String(64), nullable=False),
+    Column("response_code", String(2), nullable=False),
+    Column("response", Text, nullable=False, comment="JSON of the response data elements"),
+    Column("payment_id", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "acquirer_id", "terminal_id", "stan", "transmitted", "mti", name="uq_requests_key"
+    ),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("acquirer_id", String(11), nullable=False),
+    Column("terminal_id", String(8), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("biller_code", String(8), nullable=False),
+    Column("account", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False, default=0),
+    Column("reversed_amount", BigInteger, nullable=False, default=0),
+    Column("currency", String(3), nullable=False),
+    Column("advice", Boolean, nullable=False, default=False),
+    Column("rrn", String(12)),
+    Column("auth_code", String(6), nullable=False),
+    Column("masked_pan", String(19)),
+    Column("pan_hash", String(64), comment="keyed hash (HMAC-SHA256) of the PAN, for search"),
+    Column("business_day", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_payments_biller_day", payments.c.biller_code, payments.c.business_day)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("payment_id", Integer, ForeignKey("payments.id"), primary_key=True),
+    Column("debt_id", Integer, ForeignKey("debts.id"), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("reversed_amount", BigInteger, nullable=False, default=0),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(12), nullable=False, comment="payment, reversal, fee, settlement"),
+    Column("payment_id", Integer, ForeignKey("payments.id")),
+    Column("acquirer_id", String(11)),
+    Column("amount", BigInteger, nullable=False, comment="the movement, always positive"),
+    Column("currency", String(3), nullable=False),
+    Column("business_day", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_journal_acquirer_day", journal.c.acquirer_id, journal.c.business_day)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("journal_id", Integer, ForeignKey("journal.id"), nullable=False),
+    Column("account_code", String(40), ForeignKey("accounts.code"), nullable=False),
+    Column("amount", BigInteger, nullable=False, comment="signed: debit > 0, credit < 0"),
+)
+Index("ix_entries_journal", entries.c.journal_id)
+Index("ix_entries_account", entries.c.account_code)
+
+business_days = Table(
+    "business_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("state", String(8), nullable=False, default="open"),
+    Column("closed_at", DateTime(timezone=True)),
+)

@@ -1,0 +1,21 @@
+"""Prometheus metrics of the switch, declared in one place."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+TRANSACTIONS = Counter(
+    "billswitch_transactions_total", "Requests answered", ["channel", "mti", "code"]
+)
+LATENCY = Histogram(
+    "billswitch_transaction_seconds",
+    "Time from a decoded request to its encoded response",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_SIZE = Histogram(
+    "billswitch_ledger_batch_size",
+    "Orders per ledger commit (group commit)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+SHED = Counter("billswitch_shed_total", "Requests refused with 91 because a queue was full")

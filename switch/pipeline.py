@@ -1,0 +1,104 @@
+"""The pipeline: runs a request through its flow's steps and always returns a response.
+
+A step returns ``None`` to go on or a response to finish; a ``Decline``
+ends the flow with its response code. Anything unexpected is logged and
+answered with 96: the writer guarantees nothing half-written remains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from twisted.internet.defer import Deferred, succeed
+
+from switch import metrics
+from switch.errors import Decline, FormatError, NotSupported
+from switch.flows import ACCOUNT_TYPES, BY_PROCESSING_CODE, FLOWS, Flow
+from switch.services import Services
+from switch.transaction import Origin, Transaction
+
+log = structlog.get_logger("switch.txn")
+
+
+class Pipeline:
+    def __init__(self, services: Services, clock: Callable[[], datetime] | None = None) -> None:
+        self._sv = services
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def handle(self, request: dict[str, str], origin: Origin) -> Deferred[dict[str, str] | None]:
+        """Entry point for channels: a decoded request in, response fields out.
+
+        A message that is itself a response (odd third MTI digit) gets none.
+        """
+        mti = request.get("t", "")
+        if int(mti[2]) % 2:
+            log.warning("unexpected response message ignored", mti=mti, channel=origin.channel)
+            return succeed(None)
+        return Deferred.fromCoroutine(self.process(request, origin))
+
+    def malformed(self, partial: dict[str, str], field: str | None, origin: Origin) -> dict | None:
+        """A 30 for a request that did not decode, if its MTI was readable; else None."""
+        mti = partial.get("t", "")
+        if not (len(mti) == 4 and mti.isdigit() and (mti[:2] + "00") in _REQUEST_CLASSES):
+            return None
+        t = Transaction(partial, origin, self._clock())
+        self._log(t, "30", reason=f"DE {field} malformed" if field else "undecodable")
+        return t.response("30", {})
+
+    async def process(self, request: dict[str, str], origin: Origin) -> dict[str, str]:
+        t = Transaction(request, origin, self._clock())
+        try:
+            response = await self._run(t)
+        except Decline as decline:
+            response = t.response(decline.code, {})
+            self._log(t, decline.code, reason=str(decline))
+            return response
+        except Exception:
+            log.exception("transaction failed", mti=t.mti, stan=request.get("11"))
+            return t.response("96", {})
+        self._log(t, response.get("39", ""))
+        return response
+
+    async def _run(self, t: Transaction) -> dict[str, str]:
+        flow = self._flow(t)
+        for de in flow.mandatory + (() if t.origin.kind == "HOST" else ("41",)):
+            t.field(de)
+        for step in flow.steps:
+            response = await step(t, self._sv)
+            if response is not None:
+                return response
+        raise RuntimeError(f"flow for {t.mti} ended without a response")
+
+    @staticmethod
+    def _flow(t: Transaction) -> Flow:
+        processing = None
+        if t.mti in BY_PROCESSING_CODE:
+            code = t.field("3")
+            if len(code) != 6 or not code.isdigit():
+                raise FormatError("3")
+            if code[2:4] not in ACCOUNT_TYPES:
+                raise NotSupported("account type not supported")
+            processing = code[:2]
+        flow = FLOWS.get((t.mti, processing))
+        if flow is None:
+            raise NotSupported("message type or processing code not supported")
+        return flow
+
+    @staticmethod
+    def _log(t: Transaction, code: str, **extra: str) -> None:
+        metrics.TRANSACTIONS.labels(t.origin.channel, t.mti, code).inc()
+        log.info(
+            "txn",
+            channel=t.origin.channel,
+            mti=t.mti,
+            stan=t.request.get("11"),
+            acquirer=t.request.get("32"),
+            terminal=t.request.get("41"),
+            code=code,
+            **extra,
+        )
+
+
+_REQUEST_CLASSES = frozenset({"0100", "0200", "0400", "0500", "0800"})

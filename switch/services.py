@@ -1,0 +1,26 @@
+"""What the pipeline's steps may use: the switch's services, bundled once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import time
+
+from routing.routes import Router
+from switch.cardholder import Hasher
+from switch.ledger.reads import Reads
+from switch.ledger.reference import Reference
+from switch.ledger.writer import LedgerWriter
+from switch.sessions import SignOns
+
+
+@dataclass
+class Services:
+    reference: Callable[[], Reference]
+    sign_ons: SignOns
+    reads: Reads
+    writer: LedgerWriter
+    router: Router
+    hasher: Hasher
+    cutover: time
+    timezone: str

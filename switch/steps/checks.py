@@ -1,0 +1,89 @@
+"""Steps every financial flow shares: who is asking, is it signed on, what bill, which biller."""
+
+from __future__ import annotations
+
+from iso.amounts import parse_amount
+from iso.bill_data import parse_bill_data
+from iso.errors import IsoFormatError
+from routing.routes import NoAdapter
+from switch.business_day import business_day
+from switch.errors import (
+    FormatError,
+    InvalidAmount,
+    NoRoute,
+    NotSupported,
+    UnknownParty,
+)
+from switch.services import Services
+from switch.transaction import Transaction
+
+HOST_TERMINAL = ""
+
+
+async def identify(t: Transaction, sv: Services) -> None:
+    """The acquirer (DE 32) and terminal (DE 41) must be known and belong to this channel."""
+    acquirer_id = t.field("32")
+    if t.origin.kind == "HOST":
+        t.terminal_id = t.request.get("41", HOST_TERMINAL)
+        terminal = sv.reference().terminal(acquirer_id, HOST_TERMINAL)
+    else:
+        t.terminal_id = t.field("41")
+        terminal = sv.reference().terminal(acquirer_id, t.terminal_id)
+    if terminal is None or not terminal.active or terminal.channel != t.origin.kind:
+        raise UnknownParty("unknown acquirer or terminal on this channel")
+    if acquirer_id not in sv.reference().acquirers:
+        raise UnknownParty("acquirer not active")
+    t.terminal = terminal
+    t.business_day = business_day(t.received_at, sv.cutover, sv.timezone)
+
+
+async def signed_on(t: Transaction, sv: Services) -> None:
+    assert t.terminal is not None
+    if not sv.sign_ons.is_signed_on(t.terminal.acquirer_id, t.terminal.terminal_id):
+        raise UnknownParty("not signed on")
+
+
+async def bill_data(t: Transaction, sv: Services) -> None:
+    """DE 48 must name a biller and an account (payer codes come with the billers issue)."""
+    try:
+        t.bill_data = parse_bill_data(t.field("48"))
+    except IsoFormatError as exc:
+        raise FormatError("48", "bill data is not valid TLV") from exc
+    if "PC" in t.bill_data and "BL" not in t.bill_data:
+        raise NotSupported("payer codes are not supported yet")
+    for tag in ("BL", "AC"):
+        if not t.bill_data.get(tag):
+            raise FormatError("48", f"tag {tag} missing")
+    t.out_bill.update(BL=t.bill_data["BL"], AC=t.bill_data["AC"])
+
+
+async def route(t: Transaction, sv: Services) -> None:
+    biller = sv.reference().biller(t.bill_data["BL"])
+    if biller is None or not biller.active:
+        raise NoRoute("unknown biller")
+    try:
+        sv.router.adapter(biller.kind)
+    except NoAdapter as exc:
+        raise NoRoute(f"no adapter for {biller.kind} billers yet") from exc
+    t.biller = biller
+
+
+async def amount(t: Transaction, sv: Services) -> None:
+    """Amount and currency against the biller's static rules (debt rules come in the ledger)."""
+    t.amount = _amount(t)
+    currency = t.field("49")
+    biller = t.biller
+    assert biller is not None
+    if t.amount == 0:
+        raise InvalidAmount("zero amount")
+    if currency != biller.currency:
+        raise InvalidAmount("currency differs from the biller's")
+    if t.amount < biller.min_amount or (biller.max_amount and t.amount > biller.max_amount):
+        raise InvalidAmount("outside the biller's limits")
+
+
+def _amount(t: Transaction) -> int:
+    try:
+        return parse_amount(t.field("4"))
+    except IsoFormatError as exc:
+        raise FormatError("4") from exc

@@ -1,0 +1,73 @@
+"""Bill payment (0200) and payment advice (0220): recorded by the ledger writer."""
+
+from __future__ import annotations
+
+from iso.amounts import amount_field, fee_amount
+from iso.bill_data import build_bill_data
+from switch.cardholder import mask_pan
+from switch.errors import InvalidAmount
+from switch.ledger.postings import Outcome, PaymentOrder, RequestKey
+from switch.services import Services
+from switch.steps.checks import _amount
+from switch.transaction import Transaction
+
+
+def request_key(t: Transaction) -> RequestKey:
+    assert t.terminal is not None
+    return RequestKey(t.terminal.acquirer_id, t.terminal_id, t.field("11"), t.field("7"), t.mti)
+
+
+def receipt_number(payment_id: int) -> str:
+    return f"P{payment_id:010d}"
+
+
+def payment_response(t: Transaction, outcome: Outcome) -> dict[str, str]:
+    """The 0210/0230; runs in the writer thread, so it only reads ``t``."""
+    if outcome.code != "00":
+        return t.response(outcome.code, {})
+    facts = outcome.facts
+    bill = dict(t.out_bill, RN=receipt_number(facts["payment_id"]), DU=amount_field(facts["due"]))
+    out = {"38": facts["auth_code"], "48": build_bill_data(bill)}
+    if t.biller is not None:
+        out["28"] = fee_amount(t.biller.fee_fixed)
+    return t.response("00", out)
+
+
+def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
+    pan = t.request.get("2")
+    return PaymentOrder(
+        key=request_key(t),
+        request_hash=sv.hasher.request(t.mti, t.request),
+        respond=lambda outcome: payment_response(t, outcome),
+        business_day=t.business_day,  # type: ignore[arg-type]
+        biller=t.biller,
+        account=t.bill_data["AC"],
+        period=t.bill_data.get("PE"),
+        amount=t.amount,
+        currency=t.request.get("49", t.biller.currency if t.biller else ""),
+        advice=advice,
+        channel=t.origin.kind,
+        rrn=t.request.get("37"),
+        masked_pan=mask_pan(pan) if pan else None,
+        pan_hash=sv.hasher.pan(pan) if pan else None,
+    )
+
+
+async def pay(t: Transaction, sv: Services) -> dict[str, str]:
+    recorded = await sv.writer.submit(_order(t, sv, advice=False))
+    return recorded.response
+
+
+async def advice_route(t: Transaction, sv: Services) -> None:
+    """An advice is recorded whatever the biller: unknown or mismatched ones go to suspense."""
+    t.amount = _amount(t)
+    if t.amount == 0:
+        raise InvalidAmount("zero amount")
+    biller = sv.reference().biller(t.bill_data["BL"])
+    currency = t.field("49")
+    t.biller = biller if biller is not None and biller.currency == currency else None
+
+
+async def record_advice(t: Transaction, sv: Services) -> dict[str, str]:
+    recorded = await sv.writer.submit(_order(t, sv, advice=True))
+    return recorded.response
