@@ -1,0 +1,103 @@
+"""Start ``billswitch run`` as a real process on ephemeral ports, for end-to-end tests."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+
+from tests.client import IsoClient
+
+CONFIG = """
+metrics_port = 0
+log_level = "info"
+[channels.atm]
+port = 0
+[channels.pos]
+port = 0
+[channels.host]
+port = 0
+{extra}
+"""
+
+
+@dataclass
+class SwitchProcess:
+    proc: subprocess.Popen
+    home: Path
+    db_url: str
+    ports: dict[str, int]
+    log_path: Path
+
+    @classmethod
+    @contextmanager
+    def start(cls, home: Path, db_url: str, extra_config: str = "") -> Iterator[SwitchProcess]:
+        config = home / "billswitch.toml"
+        config.write_text(CONFIG.format(extra=extra_config))
+        log_path = home / "switch.log"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "switch.cli",
+                    "run",
+                    "--home",
+                    str(home),
+                    "--config",
+                    str(config),
+                    "--db",
+                    db_url,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        try:
+            ports = _wait_for_ports(proc, log_path)
+            yield cls(proc, home, db_url, ports, log_path)
+        finally:
+            _stop(proc)
+
+    def client(self, channel: str = "atm", **kwargs: object) -> IsoClient:
+        return IsoClient(self.ports[channel], **kwargs)  # type: ignore[arg-type]
+
+    def engine(self) -> Engine:
+        return create_engine(self.db_url)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_for_ports(proc: subprocess.Popen, log_path: Path) -> dict[str, int]:
+    """Ports from the 'listening {...}' line; a bounded wait, with the log on failure."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith("billswitch: listening "):
+                return ast.literal_eval(line.split("listening ", 1)[1].split(" (")[0])
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    _stop(proc)
+    raise RuntimeError("switch did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
