@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 import structlog
 from twisted.internet.defer import Deferred, succeed
 
+from iso.dialect import encode_message
+from iso.errors import IsoFormatError
 from switch import metrics
 from switch.errors import Decline, FormatError, NotSupported
 from switch.flows import ACCOUNT_TYPES, BY_PROCESSING_CODE, FLOWS, Flow
@@ -43,9 +45,13 @@ class Pipeline:
         mti = partial.get("t", "")
         if not (len(mti) == 4 and mti.isdigit() and (mti[:2] + "00") in _REQUEST_CLASSES):
             return None
-        t = Transaction(partial, origin, self._clock())
+        if int(mti[2]) % 2:  # a malformed response is not answered either
+            return None
+        # The faulty field is never echoed, nor anything else that would not encode.
+        readable = {k: v for k, v in partial.items() if k != field}
+        t = Transaction(readable, origin, self._clock())
         self._log(t, "30", reason=f"DE {field} malformed" if field else "undecodable")
-        return t.response("30", {})
+        return _encodable(t.response("30", {}))
 
     async def process(self, request: dict[str, str], origin: Origin) -> dict[str, str]:
         t = Transaction(request, origin, self._clock())
@@ -102,3 +108,17 @@ class Pipeline:
 
 
 _REQUEST_CLASSES = frozenset({"0100", "0200", "0400", "0500", "0800"})
+
+
+def _encodable(fields: dict[str, str]) -> dict[str, str] | None:
+    """``fields`` without the echoed values the dialect refuses; None if MTI or DE 39 is bad."""
+    fields = dict(fields)
+    for _ in range(len(fields)):
+        try:
+            encode_message(fields)
+            return fields
+        except IsoFormatError as exc:
+            if exc.field in (None, "t", "39") or exc.field not in fields:
+                return None
+            del fields[exc.field]
+    return None

@@ -30,7 +30,9 @@ def make_engine(url: str, pool_size: int = 8, write: bool = True) -> Engine:
     """
     if url.startswith("sqlite"):
         return _sqlite_engine(url, "BEGIN IMMEDIATE" if write else "BEGIN")
-    return create_engine(url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True)
+    # No pre-ping: a dead connection fails its batch, SQLAlchemy invalidates it, and the
+    # writer retries order by order on fresh connections.
+    return create_engine(url, pool_size=pool_size, max_overflow=4)
 
 
 def _sqlite_engine(url: str, begin: str) -> Engine:

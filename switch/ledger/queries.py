@@ -53,7 +53,7 @@ def acquirer_totals(conn: Connection, acquirer_id: str, day: date) -> Totals:
         .where(j.acquirer_id == acquirer_id, j.business_day == day)
         .group_by(j.kind)
     ).all()
-    by_kind = {kind: (n, total) for kind, n, total in rows}
+    by_kind = {kind: (int(n), int(total)) for kind, n, total in rows}  # PG sums are Decimal
     fees = sum(sign * by_kind.get(kind, (0, 0))[1] for kind, sign in _SIGNED_FEE.items())
     return Totals(
         payments=by_kind.get("payment", (0, 0))[0],
@@ -67,7 +67,8 @@ def acquirer_totals(conn: Connection, acquirer_id: str, day: date) -> Totals:
 def balances(conn: Connection) -> dict[str, int]:
     """Every account's balance, derived from its entries."""
     e = s.entries.c
-    return dict(conn.execute(select(e.account_code, func.sum(e.amount)).group_by(e.account_code)))
+    rows = conn.execute(select(e.account_code, func.sum(e.amount)).group_by(e.account_code))
+    return {code: int(total) for code, total in rows}
 
 
 def unbalanced_journal_rows(conn: Connection) -> list[int]:

@@ -104,8 +104,9 @@ requests = Table(
     Column("response", Text, nullable=False, comment="JSON of the response data elements"),
     Column("payment_id", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # STAN and transmission time lead: they are what a batch looks keys up by.
     UniqueConstraint(
-        "acquirer_id", "terminal_id", "stan", "transmitted", "mti", name="uq_requests_key"
+        "stan", "transmitted", "acquirer_id", "terminal_id", "mti", name="uq_requests_key"
     ),
 )
 

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 
 from switch import metrics
 from switch.errors import Overloaded, SystemFailure
-from switch.ledger.postings import Order, Recorded, record
+from switch.ledger.postings import ConcurrentRequest, Order, Recorded, record, record_batch
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,10 @@ class LedgerWriter:
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
-                results = [record(conn, order, now) for order, _ in batch]
+                results = record_batch(conn, [order for order, _ in batch], now)
+        except ConcurrentRequest:
+            log.info("another node recorded a key of this batch; retrying order by order")
+            results = [self._write_one(order, now) for order, _ in batch]
         except Exception:
             log.exception("ledger batch failed; retrying order by order", size=len(batch))
             results = [self._write_one(order, now) for order, _ in batch]

@@ -125,7 +125,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
-            "acquirer_id", "terminal_id", "stan", "transmitted", "mti", name="uq_requests_key"
+            "stan", "transmitted", "acquirer_id", "terminal_id", "mti", name="uq_requests_key"
         ),
     )
     op.create_table(

@@ -1,0 +1,231 @@
+"""Bill payments (0200) and payment advices (0220) for billers whose debts the switch holds.
+
+A batch of payments costs a fixed handful of statements: one read of the
+customers, one locking read of their open debts, then bulk inserts and
+updates. Decisions are made in order, in memory, so two payments of one
+account in the same batch see each other.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    column,
+    insert,
+    select,
+    tuple_,
+    update,
+    values,
+)
+
+from switch.ledger import accounts as acc
+from switch.ledger import schema as s
+from switch.ledger.journal import Posting, post_all
+from switch.ledger.orders import BatchOrder, Order, Outcome
+from switch.ledger.reference import Biller
+
+AccountKey = tuple[str, str]  # (biller code, account)
+
+
+def allocate(open_debts: Sequence[tuple[int, int]], amount: int) -> list[tuple[int, int]]:
+    """Split ``amount`` over ``(debt_id, open)`` oldest first; returns ``(debt_id, paid)``."""
+    result = []
+    left = amount
+    for debt_id, open_amount in open_debts:
+        if left <= 0:
+            break
+        paid = min(open_amount, left)
+        if paid > 0:
+            result.append((debt_id, paid))
+            left -= paid
+    return result
+
+
+def amount_rule_violation(biller: Biller, amount: int, due: int) -> str | None:
+    """Why ``amount`` breaks the biller's partial/overpayment rules against ``due``, if it does."""
+    if amount > due and not biller.overpay_allowed:
+        return "above the amount due"
+    if amount < due and not biller.partial_allowed:
+        return "below the amount due and partial payment is not allowed"
+    return None
+
+
+@dataclass
+class PaymentOrder(BatchOrder):
+    """One payment or advice.
+
+    An advice cannot be declined for a business reason: the acquirer already
+    took the money. It pays what is open, oldest first; the rest stays on the
+    biller's payable account (or in suspense for an unknown biller).
+    """
+
+    biller: Biller | None
+    account: str
+    period: str | None
+    amount: int
+    currency: str
+    advice: bool
+    channel: str
+    rrn: str | None = None
+    masked_pan: str | None = None
+    pan_hash: str | None = None
+
+    @property
+    def account_key(self) -> AccountKey:
+        return (self.biller.code if self.biller else "", self.account)
+
+    @property
+    def fee(self) -> int:
+        return self.biller.fee_fixed if self.biller else 0
+
+    @classmethod
+    def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
+        payments: list[PaymentOrder] = list(orders)  # type: ignore[arg-type]
+        keys = {p.account_key for p in payments if p.biller}
+        known = _known_customers(conn, keys)
+        debts = _open_debts(conn, keys)
+        decisions = [_decide(p, known, debts) for p in payments]
+        approved = [(p, d) for p, d in zip(payments, decisions, strict=True) if d.code == "00"]
+        _write(conn, approved, now)
+        return decisions
+
+
+@dataclass
+class _Debt:
+    id: int
+    period: str
+    open: int
+
+
+def _known_customers(conn: Connection, keys: set[AccountKey]) -> set[AccountKey]:
+    if not keys:
+        return set()
+    c = s.customers.c
+    rows = conn.execute(
+        select(c.biller_code, c.account).where(tuple_(c.biller_code, c.account).in_(keys))
+    )
+    return {(b, a) for b, a in rows}
+
+
+def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, list[_Debt]]:
+    """Open debts of the batch's accounts, oldest first, locked until commit."""
+    result: dict[AccountKey, list[_Debt]] = {k: [] for k in keys}
+    if not keys:
+        return result
+    d = s.debts.c
+    rows = conn.execute(
+        select(d.id, d.biller_code, d.account, d.period, d.amount_open)
+        .where(tuple_(d.biller_code, d.account).in_(keys), d.amount_open > 0)
+        .order_by(d.period, d.id)
+        .with_for_update()
+    )
+    for row in rows:
+        result[(row.biller_code, row.account)].append(_Debt(row.id, row.period, row.amount_open))
+    return result
+
+
+def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict) -> Outcome:
+    """Approve or decline against the open debts, consuming them in memory when approved."""
+    open_debts = [x for x in debts.get(p.account_key, []) if not p.period or x.period == p.period]
+    due = sum(x.open for x in open_debts)
+    if not p.advice:
+        if p.account_key not in known:
+            return Outcome("14")
+        if amount_rule_violation(p.biller, p.amount, due):  # type: ignore[arg-type]
+            return Outcome("13", {"due": due})
+    paid = allocate([(x.id, x.open) for x in open_debts], p.amount)
+    by_id = {x.id: x for x in open_debts}
+    for debt_id, amount in paid:
+        by_id[debt_id].open -= amount
+    facts = {
+        "paid": paid,
+        "due": due - sum(a for _, a in paid),
+        "auth_code": f"{secrets.randbelow(1_000_000):06d}",
+    }
+    return Outcome("00", facts)
+
+
+def _write(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime) -> None:
+    if not approved:
+        return
+    ids = _insert_payments(conn, approved, now)
+    for (_, outcome), payment_id in zip(approved, ids, strict=True):
+        outcome.facts["payment_id"] = payment_id
+    _reduce_debts(conn, approved)
+    post_all(conn, [x for p, o in approved for x in _postings(conn, p, o)], now)
+
+
+def _insert_payments(conn: Connection, approved: list, now: datetime) -> list[int]:
+    rows = [
+        {
+            "acquirer_id": p.key.acquirer_id,
+            "terminal_id": p.key.terminal_id,
+            "channel": p.channel,
+            "biller_code": p.account_key[0],
+            "account": p.account,
+            "amount": p.amount,
+            "fee": p.fee,
+            "reversed_amount": 0,
+            "currency": p.currency,
+            "advice": p.advice,
+            "rrn": p.rrn,
+            "auth_code": o.facts["auth_code"],
+            "masked_pan": p.masked_pan,
+            "pan_hash": p.pan_hash,
+            "business_day": p.business_day,
+            "created_at": now,
+        }
+        for p, o in approved
+    ]
+    stmt = insert(s.payments).returning(s.payments.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(stmt, rows).scalars())
+
+
+def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]) -> None:
+    allocations = [
+        {
+            "payment_id": o.facts["payment_id"],
+            "debt_id": debt_id,
+            "amount": amount,
+            "reversed_amount": 0,
+        }
+        for _, o in approved
+        for debt_id, amount in o.facts["paid"]
+    ]
+    if not allocations:
+        return
+    paid_by_debt: dict[int, int] = {}
+    for a in allocations:
+        paid_by_debt[a["debt_id"]] = paid_by_debt.get(a["debt_id"], 0) + a["amount"]
+    paid = values(column("debt_id", Integer), column("paid", BigInteger), name="paid").data(
+        list(paid_by_debt.items())
+    )
+    d = s.debts.c
+    conn.execute(
+        update(s.debts)
+        .where(d.id == paid.c.debt_id)
+        .values(amount_open=d.amount_open - paid.c.paid)
+    )
+    conn.execute(insert(s.allocations), allocations)
+
+
+def _postings(conn: Connection, p: PaymentOrder, o: Outcome) -> list[Posting]:
+    receivable = acc.acquirer_receivable(p.key.acquirer_id, p.currency)
+    if p.biller:
+        payable = acc.biller_payable(p.biller.code, p.currency)
+    else:
+        payable = acc.suspense(p.currency)
+        acc.ensure_account(conn, payable, "suspense", "switch", p.currency)
+    common = (o.facts["payment_id"], p.key.acquirer_id, p.currency, p.business_day)
+    result = [Posting("payment", *common, ((receivable, p.amount), (payable, -p.amount)))]
+    if p.fee:
+        legs = ((receivable, p.fee), (acc.fee_income(p.currency), -p.fee))
+        result.append(Posting("fee", *common, legs))
+    return result
