@@ -1,0 +1,285 @@
+"""``python -m loadtest`` / ``billswitch loadtest``: run, compare, bench, echo-server.
+
+- run: load a running switch (``--host/--port``), optionally check its ledger (``--db``);
+- compare (or ``run --echo``): the same workload against a bare echo server first,
+  then the switch, and the ratio of their responses/s;
+- bench: like compare, but starts a switch itself on free ports (``make bench``);
+- echo-server: the baseline server alone.
+
+Exit codes: 0 run measured, 1 ledger check failed, 2 bad arguments,
+3 nothing measured (no response in the window), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from loadtest import report
+from loadtest.config import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_MIX,
+    RunConfig,
+    parse_accounts,
+    parse_mix,
+    parse_tpdu,
+)
+from loadtest.identity import CHANNELS
+
+EXIT_OK, EXIT_LEDGER, EXIT_USAGE, EXIT_EMPTY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SUBCOMMANDS = ("run", "compare", "bench", "echo-server")
+T = TypeVar("T")
+HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
+class UsageError(Exception):
+    """Settings that parse but make no sense together; exit 2 rather than a traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; a bare option list means ``run``."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if not args_in or args_in[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        args_in = ["run", *args_in]
+    args = build_parser().parse_args(args_in)
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadtest", description="Load generator and echo baseline for the billswitch switch."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    workload = _workload_options()
+    run = commands.add_parser(
+        "run", parents=[workload], help="load one target", formatter_class=HELP
+    )
+    run.add_argument("--echo", action="store_true", help="same as compare: echo first, then us")
+    run.set_defaults(handler=cmd_run)
+    compare = commands.add_parser(
+        "compare",
+        parents=[workload],
+        help="echo-server baseline, then the target; ratio",
+        formatter_class=HELP,
+    )
+    compare.set_defaults(handler=cmd_compare)
+    bench = commands.add_parser(
+        "bench",
+        parents=[workload],
+        help="start a switch on free ports, then compare (make bench)",
+        formatter_class=HELP,
+    )
+    bench.set_defaults(handler=cmd_bench)
+    echo = commands.add_parser("echo-server", help="bare ISO 8583 responder (baseline)")
+    echo.add_argument("--host", default="127.0.0.1")
+    echo.add_argument("--port", type=int, default=9583, help="0 picks a free port")
+    echo.add_argument("--framing", choices=("binary2", "ascii4"), default="binary2")
+    echo.add_argument("--tpdu", action="store_true", help="frames carry a 5-byte TPDU")
+    echo.set_defaults(handler=cmd_echo_server)
+    return parser
+
+
+def _workload_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--host", default="127.0.0.1", help="switch address")
+    p.add_argument("--port", type=int, default=8583, help="switch channel port")
+    p.add_argument("--channel", choices=CHANNELS, default="atm", help="terminal identities")
+    p.add_argument("--connections", type=int, default=20, help="loaded connections")
+    p.add_argument("--concurrency", type=int, default=1, help="closed loop: in flight per conn")
+    p.add_argument("--rate", type=float, help="fixed offered rate, requests/s in total")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds before a timeout")
+    p.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX, help="weights per kind")
+    p.add_argument(
+        "--accounts",
+        type=parse_accounts,
+        default=DEFAULT_ACCOUNTS,
+        help="list and ranges, e.g. 1000001-1000100,1000200",
+    )
+    p.add_argument(
+        "--no-discover",
+        dest="discover",
+        action="store_false",
+        default=argparse.SUPPRESS,  # keeps "(default: True)" out of the help
+        help="skip the start-up inquiries; pay any account, unbounded",
+    )
+    p.set_defaults(discover=True)
+    p.add_argument("--max-amount", type=int, default=100, help="largest payment, minor units")
+    p.add_argument("--idle-connections", type=int, default=0, help="extra, signed on, held idle")
+    p.add_argument("--framing", choices=("binary2", "ascii4"), default="binary2", help="length")
+    p.add_argument("--tpdu", type=parse_tpdu, help="TPDU as 10 hex digits (POS channels)")
+    p.add_argument("--seed", type=int, help="random seed (mix, accounts, amounts, STANs)")
+    p.add_argument("--db", help="switch database URL: check the ledger after the run")
+    p.add_argument(
+        "--seed-debts",
+        type=int,
+        metavar="AMOUNT",
+        help="before the run, add AMOUNT of debt to every account (needs --db)",
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    return p
+
+
+def config_from(args: argparse.Namespace) -> RunConfig:
+    """Validated RunConfig from parsed arguments (argparse applies ``type`` to defaults)."""
+    fields = (
+        "host",
+        "port",
+        "channel",
+        "connections",
+        "concurrency",
+        "rate",
+        "duration",
+        "warmup",
+        "timeout",
+        "mix",
+        "accounts",
+        "discover",
+        "max_amount",
+        "idle_connections",
+        "framing",
+        "tpdu",
+        "seed",
+    )
+    cfg = RunConfig(**{name: getattr(args, name) for name in fields})
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Load one target, print the figures, check the ledger if asked."""
+    if args.echo:
+        return cmd_compare(args)
+    cfg = config_from(args)
+    _maybe_seed(args, cfg)
+    from loadtest.runner import run_load
+
+    result = run_in_reactor(lambda reactor: run_load(reactor, cfg))
+    lines = report.summary_lines(result.summary)
+    return _finish(args, args.db, dict(result.summary), lines, result)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Echo baseline then the target, same settings, same process, one after the other."""
+    cfg = config_from(args)
+    _maybe_seed(args, cfg)
+    return _finish(args, args.db, *_compare(cfg))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Start a switch of our own (free ports, ``--db`` or SQLite in a scratch home), compare."""
+    from loadtest.switch_process import SwitchProcess
+
+    with tempfile.TemporaryDirectory(prefix="billswitch-bench-") as scratch:
+        home = Path(scratch)
+        with SwitchProcess(home, args.db) as switch:
+            cfg = replace(config_from(args), host="127.0.0.1", port=switch.ports[args.channel])
+            db = args.db or f"sqlite:///{home / 'billswitch.db'}"
+            args.db = db
+            _maybe_seed(args, cfg)
+            compared = _compare(cfg)
+        return _finish(args, db, *compared)
+
+
+def _compare(cfg: RunConfig) -> tuple[dict[str, Any], list[str], Any]:
+    """Both runs in one reactor (it cannot restart); the echo server in its own process."""
+    from loadtest.echo_process import EchoProcess
+    from loadtest.runner import run_load
+
+    with EchoProcess(cfg.framing, cfg.tpdu is not None) as echo:
+        echo_cfg = replace(cfg, host="127.0.0.1", port=echo.port, discover=False)
+
+        async def both(reactor: Any) -> tuple[Any, Any]:
+            return await run_load(reactor, echo_cfg), await run_load(reactor, cfg)
+
+        echo_result, switch_result = run_in_reactor(both)
+    output: dict[str, Any] = {
+        "echo": echo_result.summary,
+        "switch": switch_result.summary,
+        "ratio": report.ratio(switch_result.summary, echo_result.summary),
+    }
+    lines = report.compare_lines(echo_result.summary, switch_result.summary)
+    return output, lines, switch_result
+
+
+def _finish(
+    args: argparse.Namespace, db: str | None, output: dict[str, Any], lines: list[str], result: Any
+) -> int:
+    """Ledger check (if a database is known), print, write JSON, pick the exit code."""
+    status = _ledger(db, result.facts, output, lines)
+    print("\n".join(lines))
+    if args.json:
+        report.write_json(args.json, output)
+    return status if result.ok else EXIT_EMPTY
+
+
+def cmd_echo_server(args: argparse.Namespace) -> int:
+    from loadtest.echo_server import serve
+
+    return serve(args.host, args.port, args.framing, args.tpdu)
+
+
+def _maybe_seed(args: argparse.Namespace, cfg: RunConfig) -> None:
+    if args.seed_debts is None:
+        return
+    if not args.db:
+        raise UsageError("--seed-debts needs --db")
+    from loadtest.seed import seed_debts
+
+    count = seed_debts(args.db, cfg.accounts, args.seed_debts)
+    print(f"seeded {args.seed_debts} of debt on {count} accounts")
+
+
+def _ledger(db: str | None, facts: Any, output: dict[str, Any], lines: list[str]) -> int:
+    """Run the ledger check when a database is known; its verdict decides the exit code."""
+    if not db:
+        return EXIT_OK
+    from loadtest.ledger_check import check_ledger
+
+    verdict = check_ledger(db, facts)
+    output["ledger_check"] = verdict.as_dict()
+    lines += verdict.lines()
+    return EXIT_OK if verdict.ok else EXIT_LEDGER
+
+
+def run_in_reactor(main: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run one coroutine on the global reactor and hand back its result.
+
+    ``task.react`` would exit the process; we still have to print and check
+    the ledger afterwards. The reactor cannot be restarted, hence one call
+    per process (compare runs both targets inside it).
+    """
+    from twisted.internet import reactor
+
+    outcome: list[Any] = []
+
+    def start() -> None:
+        done = Deferred.fromCoroutine(main(reactor))
+        done.addBoth(outcome.append)
+        done.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    if not outcome:
+        raise KeyboardInterrupt
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]

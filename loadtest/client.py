@@ -1,0 +1,184 @@
+"""The generator's side of one TCP connection: frames out, responses matched back.
+
+Responses may come back in any order (spec section 1), so each outstanding
+request waits under its match key (DE 41 + 11, or DE 11 + 7 + 32 for a host)
+and has its own timer. Every request ends in exactly one ``Reply`` - a
+response, a timeout or a lost connection - and never in an errback, so the
+traffic code has one path to count and no unhandled-error noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from iso.dialect import decode_message, encode_message, response_mti
+from iso.errors import IsoFormatError
+from iso.framing import FrameDecoder, LengthPrefix, encode_frame, swap_tpdu
+from loadtest.identity import Identity
+from loadtest.stats import OK, TIMEOUT
+from loadtest.workload import MatchKey, match_key
+
+LOST = "lost"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Length prefix and optional TPDU of the target channel."""
+
+    prefix: LengthPrefix
+    tpdu: bytes | None = None
+    max_frame: int = 8192
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How one request ended; ``fields`` only when a response came."""
+
+    status: str
+    done: float
+    fields: dict[str, str] | None = None
+
+
+@dataclass
+class WireCounters:
+    """Problems seen below the request level, shared by all connections of a run."""
+
+    undecodable: int = 0
+    unmatched: int = 0  # includes responses that came after their timeout
+    answered: int = 0  # requests the server sent us (e.g. 0800 echo test)
+    connect_failed: int = 0
+
+
+class TerminalProtocol(Protocol):
+    """One connection speaking as one terminal (or host link)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        framing: Framing,
+        clock: IReactorTime,
+        timeout: float,
+        counters: WireCounters,
+    ) -> None:
+        self.identity = identity
+        self.connected_now = False
+        self.signed_on = False
+        self._framing = framing
+        self._clock = clock
+        self._timeout = timeout
+        self.counters = counters
+        self.closed: Deferred[None] = Deferred()
+        self._decoder = FrameDecoder(framing.prefix, framing.max_frame, framing.tpdu is not None)
+        self._pending: dict[MatchKey, tuple[Deferred[Reply], IDelayedCall]] = {}
+
+    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+        """Small frames must not wait for Nagle's algorithm: it would be measured as latency."""
+        self.connected_now = True
+        self.transport.setTcpNoDelay(True)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
+        """Resolve every waiting request now rather than at its timeout."""
+        self.connected_now = False
+        pending, self._pending = self._pending, {}
+        for deferred, timer in pending.values():
+            timer.cancel()
+            deferred.callback(Reply(LOST, self._clock.seconds()))
+        if not self.closed.called:  # a close-wait may have given up (cancelled) already
+            self.closed.callback(None)
+
+    def request(self, fields: dict[str, str]) -> Deferred[Reply]:
+        """Send one request; the Deferred fires with its Reply (never errbacks)."""
+        key = match_key(fields)
+        if not self.connected_now:
+            return _fired(Reply(LOST, self._clock.seconds()))
+        if key in self._pending:
+            return _fired(Reply(ERROR, self._clock.seconds()))
+        try:
+            frame = encode_frame(self._framing.prefix, encode_message(fields), self._framing.tpdu)
+        except IsoFormatError:
+            return _fired(Reply(ERROR, self._clock.seconds()))
+        deferred: Deferred[Reply] = Deferred()
+        timer = self._clock.callLater(self._timeout, self._expire, key)
+        self._pending[key] = (deferred, timer)
+        self.transport.write(frame)
+        return deferred
+
+    def close(self) -> None:
+        """Hang up; waiting requests end as lost."""
+        if self.connected_now:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Cut frames; a broken stream cannot be resynchronised, so hang up."""
+        try:
+            frames = self._decoder.feed(data)
+        except IsoFormatError:
+            self.counters.undecodable += 1
+            self.transport.loseConnection()
+            return
+        for frame in frames:
+            self._on_message(frame.payload, frame.tpdu)
+
+    def _on_message(self, payload: bytes, tpdu: bytes | None) -> None:
+        try:
+            fields = decode_message(payload)
+        except IsoFormatError:
+            self.counters.undecodable += 1
+            return
+        if int(fields["t"][2]) % 2 == 0:
+            self._answer(fields, tpdu)
+            return
+        entry = self._pending.pop(match_key(fields), None)
+        if entry is None:
+            self.counters.unmatched += 1
+            return
+        deferred, timer = entry
+        timer.cancel()
+        deferred.callback(Reply(OK, self._clock.seconds(), fields))
+
+    def _answer(self, fields: dict[str, str], tpdu: bytes | None) -> None:
+        """The switch may probe us (0800 echo test); a real terminal would answer 00."""
+        try:
+            response = {k: v for k, v in fields.items() if k not in ("p", "1")}
+            response |= {"t": response_mti(fields["t"]), "39": "00"}
+            payload = encode_message(response)
+            out_tpdu = swap_tpdu(tpdu) if tpdu else None
+            self.transport.write(encode_frame(self._framing.prefix, payload, out_tpdu))
+            self.counters.answered += 1
+        except IsoFormatError:
+            self.counters.undecodable += 1
+
+    def _expire(self, key: MatchKey) -> None:
+        entry = self._pending.pop(key, None)
+        if entry is not None:
+            entry[0].callback(Reply(TIMEOUT, self._clock.seconds()))
+
+
+def _fired(reply: Reply) -> Deferred[Reply]:
+    deferred: Deferred[Reply] = Deferred()
+    deferred.callback(reply)
+    return deferred
+
+
+async def connect(
+    reactor: IReactorTCP,
+    host: str,
+    port: int,
+    protocol: TerminalProtocol,
+    timeout: float,
+) -> TerminalProtocol | None:
+    """Open one connection; None (and a counted failure) if the target refuses."""
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=max(1, int(timeout)))
+    try:
+        return await connectProtocol(endpoint, protocol)
+    except (ConnectError, DNSLookupError):
+        protocol.counters.connect_failed += 1
+        return None

@@ -1,0 +1,95 @@
+"""Run settings and the parsers for the compact command-line forms (mix, accounts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from iso.framing import PREFIXES, TPDU_SIZE
+from loadtest.identity import CHANNELS
+from loadtest.workload import KINDS
+
+DEFAULT_MIX = "inquiry=20,payment=70,reversal=10"
+DEFAULT_ACCOUNTS = "1000001-1000100"
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    """``inquiry=20,payment=70,reversal=10`` -> weights; unknown kinds are an error."""
+    weights: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, value = part.partition("=")
+        if not sep or kind not in KINDS or not value.isdigit():
+            raise ValueError(f"bad mix entry {part!r}; use e.g. {DEFAULT_MIX}")
+        weights[kind] = int(value)
+    if sum(weights.values()) <= 0:
+        raise ValueError("the mix needs at least one positive weight")
+    return {kind: weights.get(kind, 0) for kind in KINDS}
+
+
+def parse_accounts(text: str) -> list[str]:
+    """Comma-separated accounts and inclusive numeric ranges (``1000001-1000100``)."""
+    accounts: list[str] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, sep, last = part.partition("-")
+        if sep and first.isdigit() and last.isdigit():
+            width = len(first)
+            accounts += [str(n).zfill(width) for n in range(int(first), int(last) + 1)]
+        else:
+            accounts.append(part)
+    if not accounts:
+        raise ValueError("no accounts given")
+    return list(dict.fromkeys(accounts))
+
+
+def parse_tpdu(text: str | None) -> bytes | None:
+    """TPDU as 10 hex digits (e.g. 6000010000), or None for channels without one."""
+    if not text:
+        return None
+    raw = bytes.fromhex(text)
+    if len(raw) != TPDU_SIZE:
+        raise ValueError(f"TPDU must be {TPDU_SIZE} bytes ({2 * TPDU_SIZE} hex digits)")
+    return raw
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; the CLI builds it, tests build it directly."""
+
+    host: str = "127.0.0.1"
+    port: int = 8583
+    channel: str = "atm"
+    connections: int = 20
+    concurrency: int = 1
+    rate: float | None = None
+    duration: float = 10.0
+    warmup: float = 2.0
+    timeout: float = 5.0
+    mix: dict[str, int] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
+    accounts: list[str] = field(default_factory=lambda: parse_accounts(DEFAULT_ACCOUNTS))
+    discover: bool = True
+    max_amount: int = 100
+    idle_connections: int = 0
+    framing: str = "binary2"
+    tpdu: bytes | None = None
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Refuse settings that would make a run meaningless or unbounded."""
+        checks = [
+            (self.channel in CHANNELS, f"channel must be one of {', '.join(CHANNELS)}"),
+            (self.framing in PREFIXES, f"framing must be one of {', '.join(PREFIXES)}"),
+            (self.connections >= 1, "need at least one connection"),
+            (self.concurrency >= 1, "concurrency must be at least 1"),
+            (self.rate is None or self.rate > 0, "rate must be positive"),
+            (self.duration > 0, "duration must be positive"),
+            (self.warmup >= 0, "warmup cannot be negative"),
+            (self.timeout > 0, "timeout must be positive"),
+            (self.idle_connections >= 0, "idle connections cannot be negative"),
+            (self.max_amount >= 1, "max amount must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def mode(self) -> str:
+        return "rate" if self.rate else "closed"

@@ -1,0 +1,252 @@
+"""The phases of one run: connect and sign on, learn debts, drive load, probe, close.
+
+Every phase is bounded: connects and requests carry the run's timeout, the
+load stops issuing at the end of the window, and draining waits at most one
+timeout for the last replies. So a run always ends by itself, even against a
+server that never answers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, gatherResults, succeed
+from twisted.internet.error import TimeoutError as TwistedTimeout
+
+from iso.framing import PREFIXES
+from loadtest import workload
+from loadtest.budget import DebtBook
+from loadtest.client import Framing, TerminalProtocol, WireCounters, connect
+from loadtest.config import RunConfig
+from loadtest.driver import drive_closed, drive_rate
+from loadtest.identity import Counters, Identity, identities
+from loadtest.ledger_check import LedgerFacts
+from loadtest.limits import ensure_fd_limit
+from loadtest.stats import OK, Recorder, Window
+from loadtest.traffic import Traffic
+
+PARALLEL_OPENS = 100  # connect+sign-on in flight at once: stays under listen backlogs
+CLOSE_WAIT_S = 2.0
+
+
+@dataclass
+class RunState:
+    """What the phases of one run share."""
+
+    reactor: Any
+    cfg: RunConfig
+    rng: random.Random
+    counters: Counters
+    facts: LedgerFacts
+    wire: WireCounters = field(default_factory=WireCounters)
+    signon: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    facts: LedgerFacts
+
+    @property
+    def ok(self) -> bool:
+        """At least one response counted: otherwise the figures mean nothing."""
+        return self.summary["responses"] > 0
+
+
+def new_state(reactor: Any, cfg: RunConfig) -> RunState:
+    started = datetime.now(UTC)
+    rng = random.Random(cfg.seed)
+    ids = identities(cfg.channel)
+    facts = LedgerFacts(started, ids[0].acquirer, {i.ledger_terminal for i in ids})
+    return RunState(reactor, cfg, rng, Counters(started, rng), facts)
+
+
+async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
+    """Run the whole workload once against ``cfg.host:cfg.port``."""
+    cfg.validate()
+    state = new_state(reactor, cfg)
+    if warning := ensure_fd_limit(cfg.connections + cfg.idle_connections):
+        state.notes.append(warning)
+    conns = await open_connections(state, cfg.connections, first=0)
+    active = [c for c in conns if c.signed_on]
+    book, discovery = await discover_debts(state, active)
+    idle = await open_connections(state, cfg.idle_connections, first=cfg.connections)
+    now = reactor.seconds()
+    window = Window(now + cfg.warmup, now + cfg.warmup + cfg.duration)
+    recorder = Recorder(window)
+    traffic = Traffic(cfg.mix, book, state.counters, state.facts, recorder, reactor, state.rng)
+    if active:
+        await _drive(state, active, traffic, window)
+    else:
+        state.notes.append("no connection signed on: nothing was measured")
+    idle_report = await probe_idle(state, idle) if cfg.idle_connections else None
+    await close_all(state, conns + idle)
+    summary = _summary(state, recorder, traffic, discovery, idle_report, len(active))
+    return RunResult(summary, state.facts)
+
+
+async def _drive(
+    state: RunState, active: list[TerminalProtocol], traffic: Traffic, window: Window
+) -> None:
+    cfg = state.cfg
+    start = window.start - cfg.warmup
+    if cfg.rate:
+        await drive_rate(state.reactor, active, traffic, cfg.rate, start, window.end)
+    else:
+        await drive_closed(state.reactor, active, traffic, cfg.concurrency, window.end)
+
+
+def _framing(cfg: RunConfig) -> Framing:
+    return Framing(PREFIXES[cfg.framing], cfg.tpdu)
+
+
+async def open_connections(state: RunState, count: int, first: int) -> list[TerminalProtocol]:
+    """Open ``count`` signed-on-or-not connections, rotating over the terminal ids."""
+    ids = identities(state.cfg.channel)
+    chosen = [ids[(first + i) % len(ids)] for i in range(count)]
+    gate = DeferredSemaphore(PARALLEL_OPENS)
+    opened = await gatherResults([gate.run(_open_one, state, ident) for ident in chosen])
+    return [conn for conn in opened if conn is not None]
+
+
+def _open_one(state: RunState, identity: Identity) -> Deferred[TerminalProtocol | None]:
+    return Deferred.fromCoroutine(_connect_and_sign_on(state, identity))
+
+
+async def _connect_and_sign_on(state: RunState, identity: Identity) -> TerminalProtocol | None:
+    cfg = state.cfg
+    protocol = TerminalProtocol(identity, _framing(cfg), state.reactor, cfg.timeout, state.wire)
+    conn = await connect(state.reactor, cfg.host, cfg.port, protocol, cfg.timeout)
+    if conn is None:
+        return None
+    conn.signed_on = await _network_request(state, conn, workload.SIGN_ON)
+    state.signon["ok" if conn.signed_on else "failed"] += 1
+    return conn
+
+
+async def _network_request(state: RunState, conn: TerminalProtocol, code: str) -> bool:
+    """0800 with DE 70 = ``code``; True when answered 00."""
+    stan = state.counters.stan(conn.identity)
+    reply = await conn.request(workload.network(conn.identity, stan, workload.stamp_now(), code))
+    return reply.status == OK and workload.response_code(reply.fields or {}) == workload.APPROVED
+
+
+async def discover_debts(
+    state: RunState, conns: list[TerminalProtocol]
+) -> tuple[DebtBook, dict[str, Any]]:
+    """Ask what each account owes, so payments stay within real debts (see budget.py)."""
+    cfg = state.cfg
+    unlimited = DebtBook(dict.fromkeys(cfg.accounts), cfg.max_amount, state.rng)
+    if not cfg.discover or not conns:
+        return unlimited, {"enabled": False}
+    dues: dict[str, int] = {}
+    parts = [cfg.accounts[i :: len(conns)] for i in range(len(conns))]
+    pairs = zip(conns, parts, strict=True)
+    await gatherResults([Deferred.fromCoroutine(_inquire(state, c, p, dues)) for c, p in pairs])
+    owed = {acc: due for acc, due in dues.items() if due > 0}
+    report = {
+        "enabled": True,
+        "accounts": len(cfg.accounts),
+        "owing": len(owed),
+        "owed_total": sum(owed.values()),
+    }
+    if not owed:
+        state.notes.append("no account owes money: payments are unbounded and may be declined")
+        return unlimited, report
+    budgets = {acc: dues.get(acc, 0) for acc in cfg.accounts}
+    return DebtBook(budgets, cfg.max_amount, state.rng), report
+
+
+async def _inquire(
+    state: RunState, conn: TerminalProtocol, accounts: list[str], dues: dict[str, int]
+) -> None:
+    for account in accounts:
+        header = workload.Header(
+            conn.identity,
+            state.counters.stan(conn.identity),
+            workload.stamp_now(),
+            state.counters.rrn.next(),
+        )
+        reply = await conn.request(workload.inquiry(header, account))
+        due = workload.amount_due(reply.fields) if reply.fields else None
+        if reply.status == OK and due is not None:
+            dues[account] = due
+
+
+async def probe_idle(state: RunState, idle: list[TerminalProtocol]) -> dict[str, int]:
+    """Echo-test the held connections: still there, and still accepted as signed on?"""
+    alive = [conn for conn in idle if conn.connected_now]
+    gate = DeferredSemaphore(PARALLEL_OPENS)
+    answers = await gatherResults([gate.run(_echo_test, state, conn) for conn in alive])
+    return {
+        "requested": state.cfg.idle_connections,
+        "opened": len(idle),
+        "signed_on": sum(conn.signed_on for conn in idle),
+        "connected_at_end": len(alive),
+        "signed_on_at_end": sum(answers),
+    }
+
+
+def _echo_test(state: RunState, conn: TerminalProtocol) -> Deferred[bool]:
+    if not conn.signed_on:
+        return succeed(False)
+    return Deferred.fromCoroutine(_network_request(state, conn, workload.ECHO_TEST))
+
+
+async def close_all(state: RunState, conns: list[TerminalProtocol]) -> None:
+    """Hang up cleanly and wait briefly, so the server sees FINs, not resets."""
+    waiting = [conn.closed for conn in conns if conn.connected_now]
+    for conn in conns:
+        conn.close()
+    if not waiting:
+        return
+    closing = DeferredList(waiting, consumeErrors=True)
+    closing.addTimeout(CLOSE_WAIT_S, state.reactor)
+    try:
+        await closing
+    except TwistedTimeout:
+        state.notes.append("some connections did not close in time")
+
+
+def _summary(
+    state: RunState,
+    recorder: Recorder,
+    traffic: Traffic,
+    discovery: dict[str, Any],
+    idle: dict[str, int] | None,
+    signed_on: int,
+) -> dict[str, Any]:
+    cfg = state.cfg
+    summary: dict[str, Any] = {
+        "target": f"{cfg.host}:{cfg.port}",
+        "channel": cfg.channel,
+        "mode": cfg.mode,
+        "connections": cfg.connections,
+        "signed_on": signed_on,
+        "concurrency": cfg.concurrency if cfg.mode == "closed" else None,
+        "rate": cfg.rate,
+        "warmup_s": cfg.warmup,
+    }
+    summary |= recorder.summary()
+    summary["errors"] = _errors(recorder, state)
+    summary["fallbacks"] = dict(traffic.fallbacks)
+    summary["discovery"] = discovery
+    if idle is not None:
+        summary["idle"] = idle
+    summary["notes"] = state.notes
+    return summary
+
+
+def _errors(recorder: Recorder, state: RunState) -> dict[str, int]:
+    """Request-level errors of the window plus wire-level problems of the whole run."""
+    errors = Counter(recorder.errors)
+    errors["connect_failed"] += state.wire.connect_failed
+    errors["signon_failed"] += state.signon["failed"]
+    errors["undecodable"] += state.wire.undecodable
+    errors["unmatched"] += state.wire.unmatched
+    return {kind: n for kind, n in sorted(errors.items()) if n}
