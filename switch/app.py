@@ -8,17 +8,20 @@ closes connections, so Ctrl-C never leaves a half-written transaction.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
 
 from channels.listener import Channel
 from routing.adapters.held import HeldDebtsAdapter
 from routing.routes import Router
 from switch import demo
+from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import Settings
 from switch.ledger import queries
@@ -84,6 +87,10 @@ class SwitchApp:
     def start(self) -> None:
         self.writer.start()
         self.reads.start()
+        self._roll_business_day()
+        self._refresh = LoopingCall(self.reload_reference)
+        self._refresh.clock = self.reactor
+        self._refresh.start(self.settings.reference_refresh, now=False)
         for cs in self.settings.channels:
             if cs.enabled:
                 channel = Channel(self.reactor, cs, self.pipeline)
@@ -91,15 +98,35 @@ class SwitchApp:
                 self.channels.append(channel)
         self._start_metrics()
 
-    def reload_reference(self) -> Deferred[Reference]:
+    def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
         d = self.reads.run(load_reference)
         d.addCallback(self._set_reference)
+        d.addErrback(self._reference_failed)
         return d
+
+    def _reference_failed(self, failure: Any) -> None:
+        """Keep serving from the cached reference data; try again next time."""
+        log.warning("reference data refresh failed", error=failure.getErrorMessage())
 
     def _set_reference(self, reference: Reference) -> Reference:
         self._reference = reference
         return reference
+
+    def _roll_business_day(self) -> None:
+        """Open the current business day, close earlier ones, and do it again at cut-over."""
+        s = self.settings
+        now = datetime.now(UTC)
+        today = business_day(now, s.cutover, s.timezone)
+        d = deferToThread(self._roll_in_db, today, now)
+        d.addCallback(lambda closed: closed and log.info("business days closed", days=closed))
+        d.addErrback(lambda f: log.error("business day roll-over failed", error=str(f.value)))
+        delay = (next_cutover(now, s.cutover, s.timezone) - now).total_seconds()
+        self._cutover_call = self.reactor.callLater(delay + 0.001, self._roll_business_day)
+
+    def _roll_in_db(self, today: date, now: datetime) -> list[date]:
+        with self.engine.begin() as conn:
+            return roll_over(conn, today, now)
 
     def _start_metrics(self) -> None:
         if not self.settings.metrics_port:
@@ -116,6 +143,10 @@ class SwitchApp:
     @inlineCallbacks
     def stop(self):  # type: ignore[no-untyped-def]
         log.info("stopping: no new connections, draining the ledger queue")
+        if self._refresh.running:
+            self._refresh.stop()
+        if self._cutover_call.active():
+            self._cutover_call.cancel()
         yield DeferredList([c.stop_listening() for c in self.channels])
         yield deferToThread(self.writer.stop)
         for channel in self.channels:

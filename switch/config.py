@@ -51,6 +51,7 @@ class Settings:
     log_level: str = "info"
     log_json: bool = False
     metrics_port: int = 9108
+    reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
     demo_data: bool = True
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     channels: tuple[ChannelSettings, ...] = (

@@ -29,8 +29,9 @@ def totals_fields(totals: Totals) -> dict[str, str]:
         "89": totals.reversal_amount,
     }
     sizes = COUNT_FIELDS | AMOUNT_FIELDS
-    fields = {de: f"{v:0{sizes[de]}d}" for de, v in values.items()}
-    fields["97"] = net_settlement(totals.net)
+    # int(): PostgreSQL sums BIGINT columns as NUMERIC, which arrives as a Decimal.
+    fields = {de: f"{int(v):0{sizes[de]}d}" for de, v in values.items()}
+    fields["97"] = net_settlement(int(totals.net))
     return fields
 
 
