@@ -3,9 +3,10 @@
 ``make bench`` should measure the switch without the operator starting one
 by hand or colliding with a switch already on 8583. The child gets its own
 home folder and a config with port 0 everywhere, and reports the ports it
-bound on its "billswitch: listening {...}" line. It stops with SIGINT, which
+bound on its "billswitch: listening {...}" line. It stops with SIGTERM, which
 makes the switch commit its queued ledger writes before exiting - needed
-before the ledger check reads the database.
+before the ledger check reads the database. (Not SIGINT: a child of a
+background job inherits SIGINT as ignored, and would then be killed hard.)
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class SwitchProcess:
 
     def stop(self) -> None:
         if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
+            self._proc.send_signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
