@@ -13,17 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    Integer,
-    column,
-    insert,
-    select,
-    tuple_,
-    update,
-    values,
-)
+from sqlalchemy import Connection, case, insert, select, tuple_, update
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
@@ -204,14 +194,11 @@ def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]
     paid_by_debt: dict[int, int] = {}
     for a in allocations:
         paid_by_debt[a["debt_id"]] = paid_by_debt.get(a["debt_id"], 0) + a["amount"]
-    paid = values(column("debt_id", Integer), column("paid", BigInteger), name="paid").data(
-        list(paid_by_debt.items())
-    )
     d = s.debts.c
+    # One statement for every debt of the batch (SQLite and PostgreSQL alike).
+    paid = case(paid_by_debt, value=d.id)
     conn.execute(
-        update(s.debts)
-        .where(d.id == paid.c.debt_id)
-        .values(amount_open=d.amount_open - paid.c.paid)
+        update(s.debts).where(d.id.in_(paid_by_debt)).values(amount_open=d.amount_open - paid)
     )
     conn.execute(insert(s.allocations), allocations)
 
