@@ -98,6 +98,14 @@ class SwitchApp:
                 self.channels.append(channel)
         self._start_metrics()
 
+    def abort(self) -> None:
+        """Undo a start that failed half-way (e.g. a port in use), before the reactor runs."""
+        for channel in self.channels:
+            channel.stop_listening()
+        self.writer.stop()
+        self.reads.stop()
+        self.engine.dispose()
+
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
         d = self.reads.run(load_reference)

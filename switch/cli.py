@@ -7,6 +7,7 @@ message naming the file or option, and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
 
     from switch import logs
     from switch.app import SwitchApp
@@ -58,8 +60,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, settings.log_json)
     app = SwitchApp(settings, reactor)
     app.prepare()
-    app.start()
+    try:
+        app.start()
+    except CannotListenError as exc:
+        app.abort()
+        print(
+            f"billswitch: cannot listen on {exc.interface}:{exc.port}: {exc.socketError}",
+            file=sys.stderr,
+        )
+        return 2
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f"billswitch: listening {app.ports} (Ctrl-C stops)", file=sys.stderr, flush=True)
     reactor.run()
     return 0

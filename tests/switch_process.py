@@ -95,7 +95,9 @@ def _wait_for_ports(proc: subprocess.Popen, log_path: Path) -> dict[str, int]:
 
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(
+            signal.SIGTERM
+        )  # SIGINT is ignored where the parent runs in the background
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
