@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
 from switch.config import ConfigError, Settings, load
 
 
@@ -104,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"billswitch: {exc}", file=sys.stderr)
+        return 2
+    except (ArgumentError, SQLAlchemyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"billswitch: database error: {first_line}", file=sys.stderr)
         return 2
 
 

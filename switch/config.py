@@ -96,7 +96,8 @@ def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
     top = {k: v for k, v in data.items() if k not in ("ledger", "channels")}
     changes = _coerce(Settings, top)
     if "ledger" in data:
-        changes["ledger"] = replace(settings.ledger, **_coerce(LedgerSettings, data["ledger"]))
+        ledger = _coerce(LedgerSettings, data["ledger"], "[ledger] ")
+        changes["ledger"] = replace(settings.ledger, **ledger)
     if "channels" in data:
         changes["channels"] = _merge_channels(settings.channels, data["channels"])
     return replace(settings, **changes)
@@ -106,7 +107,7 @@ def _merge_channels(current: tuple[ChannelSettings, ...], data: dict[str, Any]) 
     by_name = {c.name: c for c in current}
     for name, values in data.items():
         base = by_name.get(name) or ChannelSettings(name, values.get("kind", "POS"), 0)
-        by_name[name] = replace(base, **_coerce(ChannelSettings, values))
+        by_name[name] = replace(base, **_coerce(ChannelSettings, values, f"[channels.{name}] "))
     return tuple(by_name.values())
 
 
@@ -116,9 +117,15 @@ _CONVERTERS: dict[str, Any] = {
 }
 
 
-def _coerce(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+def _coerce(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
     known = {f.name for f in fields(cls)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"unknown setting(s) {sorted(unknown)} for {cls.__name__}")
-    return {k: _CONVERTERS.get(k, lambda v: v)(v) for k, v in values.items()}
+        raise ValueError(f"{where}unknown setting(s) {sorted(unknown)}")
+    result = {}
+    for key, value in values.items():
+        try:
+            result[key] = _CONVERTERS.get(key, lambda v: v)(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}{key} = {value!r}: {exc}") from None
+    return result
