@@ -122,10 +122,29 @@ def _coerce(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"{where}unknown setting(s) {sorted(unknown)}")
+    types = {f.name: f.type for f in fields(cls)}
     result = {}
     for key, value in values.items():
         try:
             result[key] = _CONVERTERS.get(key, lambda v: v)(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}{key} = {value!r}: {exc}") from None
+        _check_type(where, key, value, types[key])
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ValueError(f"{where}{key} = {value!r}: one of {sorted(_CHOICES[key])}")
     return result
+
+
+_CHOICES = {"framing": {"binary2", "ascii4"}, "kind": {"ATM", "POS", "HOST"}}
+
+
+_SIMPLE_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_type(where: str, key: str, value: Any, declared: Any) -> None:
+    expected = _SIMPLE_TYPES.get(str(declared))
+    wrong = expected and (
+        not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))
+    )
+    if wrong:
+        raise ValueError(f"{where}{key} = {value!r}: expected {declared}")
