@@ -1,0 +1,68 @@
+"""Configuration and command-line errors: one clear line naming the file and setting."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from switch.cli import main
+from switch.config import ConfigError, load
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "billswitch.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_overrides_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'cutover = "22:30"\n[channels.pos]\nframing = "ascii4"\ntpdu = true\n')
+    settings = load(path)
+    assert settings.cutover == time(22, 30)
+    pos = {c.name: c for c in settings.channels}["pos"]
+    assert (pos.framing, pos.tpdu, pos.port) == ("ascii4", True, 8584)
+
+
+def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLSWITCH_DB", "postgresql+psycopg2://u@h/db")
+    assert load().db_url() == "postgresql+psycopg2://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('cutover = "25:00"\n', "cutover = '25:00'"),
+        ("[channels.atm]\nprot = 1\n", "[channels.atm] unknown setting(s) ['prot']"),
+        ('[channels.atm]\nport = "x"\n', "[channels.atm] port = 'x': expected int"),
+        ('[channels.atm]\nframing = "ascii2"\n', "framing = 'ascii2': one of"),
+        ("x = [\n", "billswitch.toml"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_cli_reports_config_errors_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, "[ledger]\nbatch_max = true\n")
+    assert main(["run", "--config", str(path), "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("billswitch: configuration error:")
+    assert "Traceback" not in err
+
+
+def test_cli_reports_database_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate", "--home", str(tmp_path), "--db", "nosuchdb://x"]) == 2
+    assert capsys.readouterr().err.startswith("billswitch: database error:")
+
+
+def test_migrate_creates_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate", "--home", str(tmp_path)]) == 0
+    assert (tmp_path / "billswitch.db").exists()
