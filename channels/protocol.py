@@ -110,8 +110,21 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
     def _send(self, response: dict[str, str] | None, tpdu: bytes | None) -> None:
         if response is None or not self.transport.connected:  # type: ignore[attr-defined]
             return
-        payload = encode_message(response)
-        self.transport.write(encode_frame(self._prefix, payload, tpdu and swap_tpdu(tpdu)))
+        try:
+            frame = encode_frame(self._prefix, encode_message(response), tpdu and swap_tpdu(tpdu))
+        except IsoFormatError as exc:
+            # Never let one unencodable response escape into the reactor: the peer would
+            # lose the connection with every other response in flight on it.
+            log.error(
+                "response not encodable",
+                channel=self.settings.name,
+                conn=self.id,
+                mti=response.get("t"),
+                stan=response.get("11"),
+                problem=str(exc),
+            )
+            return
+        self.transport.write(frame)
 
     def _failed(self, failure: Any) -> None:
         log.error(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 from iso.amounts import parse_amount
 from iso.bill_data import parse_bill_data
 from iso.errors import IsoFormatError
@@ -18,6 +20,10 @@ from switch.services import Services
 from switch.transaction import Transaction
 
 HOST_TERMINAL = ""
+
+# DE 48 tags every bill flow needs, with their longest value (spec: BL an..8, AC ans..32).
+_ROUTING_TAGS = {"BL": 8, "AC": 32}
+_ALPHANUMERIC = frozenset(string.ascii_letters + string.digits)
 
 
 async def identify(t: Transaction, sv: Services) -> None:
@@ -51,9 +57,14 @@ async def bill_data(t: Transaction, sv: Services) -> None:
         raise FormatError("48", "bill data is not valid TLV") from exc
     if "PC" in t.bill_data and "BL" not in t.bill_data:
         raise NotSupported("payer codes are not supported yet")
-    for tag in ("BL", "AC"):
-        if not t.bill_data.get(tag):
+    for tag, longest in _ROUTING_TAGS.items():
+        value = t.bill_data.get(tag)
+        if not value:
             raise FormatError("48", f"tag {tag} missing")
+        if len(value) > longest:
+            raise FormatError("48", f"tag {tag} longer than {longest}")
+    if not _ALPHANUMERIC.issuperset(t.bill_data["BL"]):
+        raise FormatError("48", "tag BL is not alphanumeric")
     t.out_bill.update(BL=t.bill_data["BL"], AC=t.bill_data["AC"])
 
 
