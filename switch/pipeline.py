@@ -86,6 +86,8 @@ class Pipeline:
                 raise FormatError("3")
             if code[2:4] not in ACCOUNT_TYPES:
                 raise NotSupported("account type not supported")
+            if code[4:] != "00":  # 31xx00 or 50xx00: bill payments have no to-account
+                raise NotSupported("to-account type not supported")
             processing = code[:2]
         flow = FLOWS.get((t.mti, processing))
         if flow is None:
