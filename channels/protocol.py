@@ -67,6 +67,10 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
         self._on_close(self)
 
     def timeoutConnection(self) -> None:
+        if self._in_flight:
+            # Silent because it waits for our answers: that is not idle.
+            self.resetTimeout()
+            return
         log.info("idle connection closed", channel=self.settings.name, conn=self.id)
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -125,6 +129,7 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
             )
             return
         self.transport.write(frame)
+        self.resetTimeout()  # idle time counts from the last traffic, either way
 
     def _failed(self, failure: Any) -> None:
         log.error(
