@@ -60,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.log_json:
         settings = replace(settings, log_json=True)
     logs.configure(settings.log_level, settings.log_json)
+    _raise_file_limit()
     app = SwitchApp(settings, reactor)
     app.prepare()
     try:
@@ -77,6 +78,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"billswitch: listening {app.ports} (Ctrl-C stops)", file=sys.stderr, flush=True)
     reactor.run()
     return 0
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: take the hard limit, not the 1024 default."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the limit we have; the log shows refused connections if it bites
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
