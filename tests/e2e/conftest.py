@@ -1,0 +1,71 @@
+"""Fixtures of the end-to-end suite: a real switch process per module and backend.
+
+``switch`` here shadows the top-level fixture of the same name: the same real
+``billswitch run`` process (demo data, ephemeral ports, SQLite and PostgreSQL),
+plus two extra channels the framing tests need:
+
+- ``pos_ascii``: a POS channel with a 4-digit ASCII length and a 5-byte TPDU;
+- ``atm_idle``: an ATM channel that closes connections silent for 1 second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from e2e_support import Ledger, backend_url, sign_on_all, started
+
+from tests.client import IsoClient, sign_on
+from tests.conftest import BACKENDS
+from tests.switch_process import SwitchProcess
+
+EXTRA_CHANNELS = """
+[channels.pos_ascii]
+kind = "POS"
+port = 0
+framing = "ascii4"
+tpdu = true
+[channels.atm_idle]
+kind = "ATM"
+port = 0
+idle_timeout = 1
+"""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def switch(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[SwitchProcess]:  # type: ignore[no-untyped-def]
+    home = tmp_path_factory.mktemp("e2e")
+    for url in backend_url(request.param, home):
+        with started(home, url, EXTRA_CHANNELS) as proc:
+            sign_on_all(proc)
+            yield proc
+
+
+@pytest.fixture(scope="module")
+def ledger(switch: SwitchProcess) -> Iterator[Ledger]:
+    """The switch's database, read (and seeded with debts) through SQLAlchemy."""
+    led = Ledger(switch.db_url)
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def atm(switch: SwitchProcess) -> Iterator[IsoClient]:
+    """A connection on the ATM channel; ATM00001 is signed on."""
+    with switch.client("atm") as client:
+        yield client
+
+
+@pytest.fixture
+def pos(switch: SwitchProcess) -> Iterator[IsoClient]:
+    """A connection on the POS channel; POS00001 is signed on."""
+    with switch.client("pos") as client:
+        yield client
+
+
+@pytest.fixture
+def host(switch: SwitchProcess) -> Iterator[IsoClient]:
+    """A connection on the HOST channel; the link of acquirer 200002 is signed on."""
+    with switch.client("host") as client:
+        sign_on(client, terminal="", acquirer="200002")
+        yield client

@@ -1,0 +1,265 @@
+"""Helpers of the end-to-end suite: the ledger seen through SQL, and wire checks.
+
+Named ``e2e_support`` (not ``helpers``) so its basename cannot clash with
+another test folder's module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, Text, create_engine, func, insert, select, text
+
+from iso.dialect import response_mti
+from switch.ledger import schema as s
+from switch.ledger.queries import unbalanced_journal_rows
+from tests.client import IsoClient, bill_data, sign_on
+from tests.conftest import postgres_schema_url
+from tests.switch_process import SwitchProcess
+
+BILLER = "UTIL01"
+CURRENCY = "944"
+FIRST_FREE_DEMO_ACCOUNT = 1000003  # demo accounts 1000003..1000100 owe nothing
+LAST_DEMO_ACCOUNT = 1000100
+TEST_PAN = "4761739001010119"  # a Visa test card number
+
+# Terminals the switch fixture signs on; others of the demo data stay signed off.
+SIGNED_ON = [("ATM00001", "100001"), ("ATM00002", "100001"), ("POS00001", "100001"),
+             ("POS00002", "100001"), ("", "200002")]  # fmt: skip
+
+
+def backend_url(backend: str, home: Path) -> Iterator[str]:
+    """A fresh, empty database of ``backend`` (a generator: PostgreSQL cleans up after)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{home / 'billswitch.db'}"
+    else:
+        yield from postgres_schema_url()
+
+
+@contextmanager
+def sigint_inheritable() -> Iterator[None]:
+    """Let processes started meanwhile receive Ctrl-C (SIGINT).
+
+    A shell starts background jobs with SIGINT ignored and children inherit
+    that; Twisted then installs no SIGINT handler, and Ctrl-C (which the
+    fixtures use to stop the switch) would do nothing. A Python handler here
+    is reset to the default in a child, so one is set meanwhile.
+    """
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def started(home: Path, url: str, extra_config: str = "") -> Iterator[SwitchProcess]:
+    """``SwitchProcess.start``, with Ctrl-C deliverable to the switch."""
+    with ExitStack() as stack:
+        with sigint_inheritable():
+            proc = stack.enter_context(SwitchProcess.start(home, url, extra_config))
+        yield proc
+
+
+def sign_on_all(proc: SwitchProcess) -> None:
+    for terminal, acquirer in SIGNED_ON:
+        channel = "host" if not terminal else terminal[:3].lower()
+        with proc.client(channel) as client:
+            sign_on(client, terminal, acquirer)
+
+
+class Ledger:
+    """The switch's database as the tests see it: seed debts, read what was recorded."""
+
+    def __init__(self, url: str) -> None:
+        args = {"timeout": 30} if url.startswith("sqlite") else {"connect_timeout": 5}
+        self.engine = create_engine(url, connect_args=args)
+        self._numbers = itertools.count(FIRST_FREE_DEMO_ACCOUNT)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- seeding -----------------------------------------------------------
+
+    def account(self, *debts: int, name: str = "Test Payer") -> str:
+        """An account of UTIL01 no other test uses, owing ``debts`` (oldest first)."""
+        number = next(self._numbers)
+        account = str(number)
+        with self.engine.begin() as conn:
+            if number > LAST_DEMO_ACCOUNT:
+                conn.execute(
+                    insert(s.customers).values(biller_code=BILLER, account=account, name=name)
+                )
+            if debts:
+                conn.execute(
+                    insert(s.debts),
+                    [
+                        {
+                            "biller_code": BILLER,
+                            "account": account,
+                            "period": f"2026{i + 1:02d}",
+                            "invoice": f"INV{number}{i}",
+                            "amount_original": amount,
+                            "amount_open": amount,
+                        }
+                        for i, amount in enumerate(debts)
+                    ],
+                )
+        return account
+
+    # -- reading -----------------------------------------------------------
+
+    def due(self, account: str) -> int:
+        d = s.debts.c
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.coalesce(func.sum(d.amount_open), 0)).where(
+                    d.biller_code == BILLER, d.account == account
+                )
+            ).scalar_one()
+
+    def payments(self, account: str | None = None) -> list[Any]:
+        query = select(s.payments).order_by(s.payments.c.id)
+        if account is not None:
+            query = query.where(s.payments.c.account == account)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def payment(self, payment_id: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(s.payments).where(s.payments.c.id == payment_id)).first()
+
+    def journal(self, payment_id: int) -> list[tuple[str, int, list[tuple[str, int]]]]:
+        """``(kind, amount, [(account, signed amount), ...])`` per journal row, in order."""
+        j, e = s.journal.c, s.entries.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(j.id, j.kind, j.amount).where(j.payment_id == payment_id).order_by(j.id)
+            ).all()
+            return [
+                (
+                    kind,
+                    amount,
+                    [
+                        (code, value)
+                        for code, value in conn.execute(
+                            select(e.account_code, e.amount)
+                            .where(e.journal_id == jid)
+                            .order_by(e.id)
+                        )
+                    ],
+                )
+                for jid, kind, amount in rows
+            ]
+
+    def requests(self, stan: str, transmitted: str) -> list[Any]:
+        r = s.requests.c
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(select(s.requests).where(r.stan == stan, r.transmitted == transmitted))
+            )
+
+    def count(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(s.metadata.tables[table])
+            ).scalar_one()
+
+    def unbalanced(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return unbalanced_journal_rows(conn)
+
+    def text_values(self) -> Iterator[tuple[str, str, str]]:
+        """Every value of every text column of every table: ``(table, column, value)``."""
+        with self.engine.connect() as conn:
+            for table in s.metadata.sorted_tables:
+                columns = [c for c in table.columns if isinstance(c.type, String | Text)]
+                if not columns:
+                    continue
+                for row in conn.execute(select(*columns)):
+                    for column, value in zip(columns, row, strict=True):
+                        if value is not None:
+                            yield table.name, column.name, str(value)
+
+
+@contextmanager
+def writes_blocked(ledger: Ledger) -> Iterator[None]:
+    """Hold the database's write lock so the switch's ledger writer waits."""
+    with ledger.engine.connect() as conn:
+        if ledger.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.execute(text("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+# -- wire helpers ----------------------------------------------------------
+
+
+def answered(request: dict[str, str], response: dict[str, str], code: str) -> dict[str, str]:
+    """Check ``response`` answers ``request`` (MTI, DE 11, 41, 32) with ``code``; return it."""
+    assert response.get("39") == code, response
+    assert response["t"] == response_mti(request["t"]), response
+    for de in ("11", "32", "41"):
+        assert response.get(de) == request.get(de), (de, response)
+    return response
+
+
+def call(client: IsoClient, request: dict[str, str], code: str = "00") -> dict[str, str]:
+    return answered(request, client.call(request), code)
+
+
+def receipt(response: dict[str, str]) -> int:
+    """The payment id behind DE 48 RN (``P`` + 10 digits)."""
+    rn = bill_data(response)["RN"]
+    assert rn[0] == "P" and rn[1:].isdigit() and len(rn) == 11, rn
+    return int(rn[1:])
+
+
+def due_on_wire(client: IsoClient, account: str, **fields: str) -> int:
+    """What a 0200/31 inquiry says the account owes (DE 48 DU), checked against DE 54."""
+    from tests.client import inquiry
+
+    response = call(client, inquiry(account, **fields))
+    due = int(bill_data(response)["DU"])
+    assert int(response["54"][-12:]) == due
+    return due
+
+
+def read_all(client: IsoClient, n: int) -> list[dict[str, str]]:
+    return [client.recv() for _ in range(n)]
+
+
+def by_stan(responses: Iterable[dict[str, str]]) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for response in responses:
+        assert response["11"] not in result, f"two responses for STAN {response['11']}"
+        result[response["11"]] = response
+    return result
+
+
+def closed_by_switch(sock: socket.socket) -> bool:
+    """True if the switch closes ``sock`` before its timeout; False if it stays open.
+
+    Any bytes the switch still sends first (a 30 response) are skipped.
+    """
+    try:
+        while True:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False

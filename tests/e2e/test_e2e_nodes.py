@@ -1,0 +1,95 @@
+"""Two switch nodes on one database: money never moves twice, whichever node gets a request.
+
+Both nodes share the request-hashing key (spec section 6; switch/cardholder.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from e2e_support import (
+    Ledger,
+    answered,
+    backend_url,
+    by_stan,
+    call,
+    read_all,
+    receipt,
+    sign_on_all,
+    started,
+)
+
+from iso.dialect import decode_message, encode_message
+from iso.framing import BINARY2, encode_frame
+from tests.client import payment, reversal
+from tests.conftest import BACKENDS
+from tests.switch_process import SwitchProcess
+
+Nodes = tuple[SwitchProcess, SwitchProcess, Ledger]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def nodes(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Nodes]:  # type: ignore[no-untyped-def]
+    home = tmp_path_factory.mktemp("nodes")
+    (home / "a").mkdir()
+    (home / "b").mkdir()
+    for url in backend_url(request.param, home):
+        with started(home / "a", url) as a:
+            shutil.copy(home / "a" / "hash.key", home / "b" / "hash.key")
+            with started(home / "b", url) as b:
+                sign_on_all(a)
+                sign_on_all(b)
+                ledger = Ledger(url)
+                try:
+                    yield a, b, ledger
+                finally:
+                    ledger.close()
+
+
+def test_the_same_payment_on_two_nodes_moves_money_once(nodes: Nodes) -> None:
+    a, b, ledger = nodes
+    account = ledger.account(1_000_000)
+    requests = [payment(account, 100 + i) for i in range(40)]
+    frames = b"".join(encode_frame(BINARY2, encode_message(r)) for r in requests)
+    with a.client("atm") as on_a, b.client("atm") as on_b:
+        on_a.send_raw(frames)
+        on_b.send_raw(frames)
+        raw_a = {decode_message(raw)["11"]: raw for raw in (on_a.recv_raw() for _ in requests)}
+        raw_b = {decode_message(raw)["11"]: raw for raw in (on_b.recv_raw() for _ in requests)}
+    for request in requests:
+        answered(request, decode_message(raw_a[request["11"]]), "00")
+        assert raw_a[request["11"]] == raw_b[request["11"]]  # one answer, given twice
+    assert sorted(p.amount for p in ledger.payments(account)) == [100 + i for i in range(40)]
+    assert ledger.due(account) == 1_000_000 - sum(100 + i for i in range(40))
+    assert ledger.unbalanced() == []
+
+
+def test_a_payment_on_one_node_is_reversed_on_the_other(nodes: Nodes) -> None:
+    a, b, ledger = nodes
+    account = ledger.account(5000)
+    original = payment(account, 3000)
+    with a.client("atm") as on_a, b.client("atm") as on_b:
+        payment_id = receipt(call(on_a, original))
+        assert receipt(call(on_b, original)) == payment_id  # a retransmission to the other node
+        call(on_b, reversal(original))
+        call(on_a, reversal(original, mti="0420"))
+        changed = dict(original, **{"4": "000000000001"})
+        call(on_b, changed, "94")
+    assert ledger.payment(payment_id).reversed_amount == 3000
+    assert ledger.due(account) == 5000
+
+
+def test_payments_of_one_account_spread_over_two_nodes(nodes: Nodes) -> None:
+    a, b, ledger = nodes
+    account = ledger.account(10_000)
+    requests = [payment(account, 1000) for _ in range(16)]  # only ten fit the debt
+    with a.client("atm") as on_a, b.client("atm") as on_b:
+        for i, request in enumerate(requests):
+            (on_a if i % 2 else on_b).send(request)
+        responses = by_stan(read_all(on_a, 8) + read_all(on_b, 8))
+    codes = sorted(responses[r["11"]]["39"] for r in requests)
+    assert codes == ["00"] * 10 + ["13"] * 6
+    assert ledger.due(account) == 0
+    assert len(ledger.payments(account)) == 10
