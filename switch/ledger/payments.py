@@ -207,9 +207,10 @@ def _postings(conn: Connection, p: PaymentOrder, o: Outcome) -> list[Posting]:
     receivable = acc.acquirer_receivable(p.key.acquirer_id, p.currency)
     if p.biller:
         payable = acc.biller_payable(p.biller.code, p.currency)
-    else:
+    else:  # an advice in suspense may be in a currency no biller uses
         payable = acc.suspense(p.currency)
         acc.ensure_account(conn, payable, "suspense", "switch", p.currency)
+        acc.ensure_account(conn, receivable, "acquirer_receivable", p.key.acquirer_id, p.currency)
     common = (o.facts["payment_id"], p.key.acquirer_id, p.currency, p.business_day)
     result = [Posting("payment", *common, ((receivable, p.amount), (payable, -p.amount)))]
     if p.fee:

@@ -60,7 +60,7 @@ class ConcurrentRequest(Exception):
 def record_batch(conn: Connection, orders: Sequence[Order], now: datetime) -> list[Recorded]:
     """Apply the orders whose key is new, store their request rows, answer the rest.
 
-    The request rows go in last, with their responses, in one statement. If
+    Request rows go in with their responses, one statement per stage. If
     another node inserted one of those keys meanwhile, the unique key makes
     this batch fail (ConcurrentRequest) and nothing of it is kept; retried,
     the order finds the other node's row and answers from it.
@@ -70,15 +70,14 @@ def record_batch(conn: Connection, orders: Sequence[Order], now: datetime) -> li
     for i, order in enumerate(orders):
         first.setdefault(order.key, i)
     new = [i for i, o in enumerate(orders) if o.key not in taken and first[o.key] == i]
-    outcomes = _apply(conn, orders, new, now)
     results: list[Recorded | None] = [None] * len(orders)
-    rows = []
-    for i in new:
-        order, outcome = orders[i], outcomes[i]
-        response = order.respond(outcome)
-        results[i] = Recorded(outcome.code, response)
-        rows.append(_request_row(order, outcome, response, now))
-    _insert_requests(conn, rows)
+    for stage in _stages(orders, new):
+        rows = []
+        for i, outcome in zip(stage, _apply_stage(conn, orders, stage, now), strict=True):
+            response = orders[i].respond(outcome)
+            results[i] = Recorded(outcome.code, response)
+            rows.append(_request_row(orders[i], outcome, response, now))
+        _insert_requests(conn, rows)
     return [
         res if res is not None else _earlier(conn, o)
         for res, o in zip(results, orders, strict=True)
@@ -126,20 +125,25 @@ def _insert_requests(conn: Connection, rows: list[dict]) -> None:
         raise ConcurrentRequest("a request key of this batch was recorded elsewhere meanwhile")
 
 
-def _apply(
-    conn: Connection, orders: Sequence[Order], live: list[int], now: datetime
-) -> dict[int, Outcome]:
-    """Batch kinds first (all their orders at once), then the others in arrival order."""
-    outcomes: dict[int, Outcome] = {}
-    batch_kinds = {type(orders[i]) for i in live if isinstance(orders[i], BatchOrder)}
-    for kind in batch_kinds:
-        mine = [i for i in live if type(orders[i]) is kind]
-        results = kind.apply_batch(conn, [orders[i] for i in mine], now)  # type: ignore[attr-defined]
-        outcomes.update(zip(mine, results, strict=True))
+def _stages(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
+    """Batch kinds first, each kind as one stage; then every other order alone, in arrival
+    order, after the request rows before it are written: a reversal finds a payment
+    approved earlier in the same batch."""
+    by_kind: dict[type, list[int]] = {}
     for i in live:
-        if i not in outcomes:
-            outcomes[i] = orders[i].apply(conn, now)
-    return outcomes
+        if isinstance(orders[i], BatchOrder):
+            by_kind.setdefault(type(orders[i]), []).append(i)
+    alone = [[i] for i in live if not isinstance(orders[i], BatchOrder)]
+    return list(by_kind.values()) + alone
+
+
+def _apply_stage(
+    conn: Connection, orders: Sequence[Order], stage: list[int], now: datetime
+) -> list[Outcome]:
+    kind = type(orders[stage[0]])
+    if issubclass(kind, BatchOrder):
+        return kind.apply_batch(conn, [orders[i] for i in stage], now)
+    return [orders[stage[0]].apply(conn, now)]
 
 
 def _earlier(conn: Connection, order: Order) -> Recorded:

@@ -212,13 +212,6 @@ def test_advice_for_an_unknown_biller_goes_to_suspense(atm: IsoClient, ledger: L
     assert ledger.unbalanced() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ledger bug (switch/ledger/payments.py _postings): the advice's"
-    " ACQ:<acquirer>:RECV:<currency> account is never created for a currency no biller uses,"
-    " so the entries' FOREIGN KEY fails and the advice gets 96 instead of going to suspense",
-)
 def test_advice_in_another_currency_goes_to_suspense(atm: IsoClient, ledger: Ledger) -> None:
     account = ledger.account(1000)
     odd = call(atm, payment(account, 100, currency="840", mti="0220"))

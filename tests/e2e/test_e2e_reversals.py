@@ -193,14 +193,6 @@ def test_reversal_with_malformed_original_data(atm: IsoClient, ledger: Ledger) -
     assert ledger.payment(payment_id).reversed_amount == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ledger bug (switch/ledger/postings.py record_batch + reversals.py): request rows"
-    " are inserted after every order of a group commit is applied, and a reversal finds its"
-    " original through requests.payment_id; a reversal committed in the same batch as its"
-    " payment does not see it: 0400 gets 25, 0420 gets 00 and nothing is reversed",
-)
 @pytest.mark.parametrize("mti", ["0400", "0420"])
 def test_reversal_in_the_same_group_commit_as_its_payment(
     atm: IsoClient, ledger: Ledger, mti: str
