@@ -1,0 +1,89 @@
+"""``python -m hsm_sim``: the payShield simulator as a standalone server.
+
+It loads the payShield test LMK unless ``--lmk FILE`` names a production
+set (one ``NN-NN HEX32`` line per pair). Problems with the command line or
+the LMK file end with a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from hsm_sim.crypto import lmk
+from hsm_sim.server import DEFAULT_HEADER_LENGTH, DEFAULT_MAX_FRAME, HsmServerFactory, listen
+from hsm_sim.software import HsmCore
+
+PROG = "hsm_sim"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=1500, help="TCP port (0: any free port)")
+    parser.add_argument(
+        "--header-length",
+        type=int,
+        default=DEFAULT_HEADER_LENGTH,
+        help="characters of header echoed back (default 4)",
+    )
+    parser.add_argument("--lmk", type=Path, help="LMK file (default: the payShield test LMK)")
+    parser.add_argument(
+        "--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="longest accepted frame"
+    )
+    return parser
+
+
+class UsageError(Exception):
+    """A problem with the command line or a file it names: one line, exit status 2."""
+
+
+def _load_lmk(path: Path | None) -> lmk.LmkSet:
+    """The LMK set; a bad file's own message is not shown, since it may quote a key."""
+    if path is None:
+        return lmk.TEST_LMK
+    try:
+        return lmk.load_lmk_file(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read LMK file {path}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{path} is not an LMK file (20 lines 'NN-NN HEX32')") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+
+    lmk_set = _load_lmk(args.lmk)
+    factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame)
+    try:
+        port = listen(reactor, factory, args.host, args.port)
+    except CannotListenError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.socketError}") from None
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    check = lmk.lmk_check_value(lmk_set)[:6]
+    print(
+        f"{PROG}: listening {args.host}:{port.getHost().port} (LMK {check}; Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    reactor.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.header_length < 0 or args.max_frame < 1:
+            raise UsageError("--header-length must be 0 or more, --max-frame 1 or more")
+        return _serve(args)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

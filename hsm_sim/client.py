@@ -1,0 +1,484 @@
+"""``PayShieldClient``: the HSM interface over TCP, to our simulator or a real payShield.
+
+A small pool of connections (default 2) is opened on first use and
+re-opened by the next call after one is lost. Every command goes out with a
+header unique among those in flight on its connection, so any number may be
+in flight and answers are matched by header, in whatever order they come.
+
+Each call has one time limit (default 2 s) covering connection and answer;
+past it the call fails with ``HsmTimeout`` and a late answer is dropped.
+No connection at all gives ``HsmUnavailable``. Error codes come back as the
+interface's typed errors; verification failure (01) is ``False``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.protocols.basic import Int16StringReceiver
+from twisted.python.failure import Failure
+
+from hsm_sim.codec import Fields, decode, encode, key_length
+from hsm_sim.interface import (
+    CVKS,
+    IMPORTABLE,
+    KEKS,
+    MAC_KEYS,
+    PIN_DESTINATIONS,
+    PIN_KEYS,
+    PVKS,
+    ZMKS,
+    Diagnostics,
+    GeneratedKey,
+    HsmBadResponse,
+    HsmFailure,
+    HsmTimeout,
+    HsmUnavailable,
+    IbmParameters,
+    InvalidInput,
+    KeyUnderLmk,
+    MacAlgorithm,
+    Padding,
+    PinBlock,
+    TranslatedPin,
+    VerificationFailed,
+    check_key_type,
+    error_for,
+)
+from hsm_sim.layouts import (
+    BU_KEY_TYPES,
+    COMMANDS,
+    KEK_FLAGS,
+    KEY_LENGTH_FLAGS,
+    MAC_SIZES,
+    SINGLE_BLOCK_MODE,
+    TRANSLATE_COMMANDS,
+    VERIFY_IBM_COMMANDS,
+    VERIFY_PVV_COMMANDS,
+    response_code,
+)
+from hsm_sim.software import account_number
+
+log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_PORT = 1500
+BINARY_INPUT = "0"  # M6/M8 input format: the message as bytes
+
+
+def _reverse(table: Mapping[str, Any]) -> dict[Any, str]:
+    return {value: code for code, value in table.items()}
+
+
+# The wire codes of values the interface passes as types or lengths.
+_KEK_FLAG_OF = _reverse(KEK_FLAGS)
+_BU_CODE_OF = _reverse(BU_KEY_TYPES)
+_LENGTH_FLAG_OF = _reverse(KEY_LENGTH_FLAGS)
+_MAC_SIZE_OF = _reverse(MAC_SIZES)
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """Host and port of ``tcp://host:port`` (port 1500 when left out)."""
+    parts = urlsplit(url)
+    if parts.scheme != "tcp" or not parts.hostname:
+        raise ValueError(f"HSM URL must look like tcp://host:1500, not {url!r}")
+    return parts.hostname, parts.port or DEFAULT_PORT
+
+
+def _code(table: Mapping[Any, str], value: Any, name: str) -> str:
+    """A wire code for ``value``; one the protocol cannot say is invalid input."""
+    try:
+        return table[value]
+    except KeyError:
+        raise InvalidInput(f"{name}: not supported") from None
+
+
+def _deferred(method: Callable[P, Deferred[T]]) -> Callable[P, Deferred[T]]:
+    """Checks that fail before anything is sent fail the Deferred, never the caller."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        try:
+            return method(*args, **kwargs)
+        except HsmFailure:
+            return fail()
+
+    return wrapper
+
+
+def _true_unless_failed(d: Deferred[Fields]) -> Deferred[bool]:
+    """Verification: 00 is True, 01 is False, any other error stays an error."""
+
+    def failed(failure: Failure) -> bool:
+        failure.trap(VerificationFailed)
+        return False
+
+    return d.addCallbacks(lambda _: True, failed)
+
+
+def _timed_out(result: Any, timeout: float) -> Any:
+    raise HsmTimeout(f"no answer from the HSM within {timeout} s")
+
+
+class HostConnection(Int16StringReceiver):
+    """One connection to the HSM: requests out with fresh headers, answers matched back."""
+
+    def __init__(self, header_length: int, on_lost: Callable[[HostConnection], None]) -> None:
+        self._header_length = header_length
+        self._on_lost = on_lost
+        self._pending: dict[str, Deferred[str]] = {}
+        self._next = 0
+        self.lost: Deferred[None] = Deferred()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def _header(self) -> str:
+        """The next header not in flight here (headers are decimal, zero-padded)."""
+        space = 10**self._header_length
+        if len(self._pending) >= space:
+            raise HsmUnavailable("every header is in flight on this connection")
+        while True:
+            header = f"{self._next % space:0{self._header_length}d}"
+            self._next += 1
+            if header not in self._pending:
+                return header
+
+    def request(self, command: str) -> Deferred[str]:
+        """The answer (after its header) to ``command``; cancelling forgets the request."""
+        header = self._header()
+
+        def forget(_: Deferred[str]) -> None:
+            self._pending.pop(header, None)
+
+        d: Deferred[str] = Deferred(forget)
+        self._pending[header] = d
+        self.sendString((header + command).encode("latin-1"))
+        return d
+
+    def stringReceived(self, frame: bytes) -> None:
+        text = frame.decode("latin-1")
+        d = self._pending.pop(text[: self._header_length], None)
+        if d is None:
+            log.warning("HSM answer matches no request in flight (late or unknown)")
+            return
+        d.callback(text[self._header_length :])
+
+    def connectionLost(self, reason: Any = None) -> None:
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.errback(HsmUnavailable("connection to the HSM lost"))
+        self._on_lost(self)
+        self.lost.callback(None)
+
+
+class PayShieldClient:
+    """The HSM interface spoken to a payShield (or ``python -m hsm_sim``) over TCP."""
+
+    def __init__(
+        self,
+        url: str,
+        reactor: Any,
+        header_length: int = 4,
+        pool_size: int = 2,
+        timeout: float = 2.0,
+    ) -> None:
+        if header_length < 1 or pool_size < 1 or timeout <= 0:
+            raise ValueError("header length and pool size must be at least 1, timeout positive")
+        host, port = parse_url(url)
+        self._reactor = reactor
+        self._endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+        self._header_length = header_length
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._connected: list[HostConnection] = []
+        self._connecting = 0
+        self._waiting: list[Deferred[HostConnection]] = []
+        self._closed = False
+
+    # ------------------------------------------------------------ the pool
+
+    @property
+    def connections(self) -> tuple[HostConnection, ...]:
+        """The open connections (at most ``pool_size``)."""
+        return tuple(self._connected)
+
+    def _connection(self) -> Deferred[HostConnection]:
+        """The least busy connection; the pool is topped up on the way."""
+        if self._closed:
+            return fail(HsmUnavailable("client closed"))
+        self._fill_pool()
+        if self._connected:
+            return succeed(min(self._connected, key=lambda c: c.in_flight))
+        d: Deferred[HostConnection] = Deferred(self._waiting.remove)
+        self._waiting.append(d)
+        return d
+
+    def _fill_pool(self) -> None:
+        while len(self._connected) + self._connecting < self._pool_size:
+            self._connecting += 1
+            connection = HostConnection(self._header_length, self._lost)
+            d = connectProtocol(self._endpoint, connection)
+            d.addCallbacks(self._made, self._not_made)
+
+    def _made(self, connection: HostConnection) -> None:
+        self._connecting -= 1
+        if self._closed:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self._connected.append(connection)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(connection)
+
+    def _not_made(self, failure: Failure) -> None:
+        self._connecting -= 1
+        if self._connected or self._connecting:
+            return  # another connection will serve the waiting calls
+        log.warning("cannot connect to the HSM", error=failure.getErrorMessage())
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(HsmUnavailable(f"cannot connect to the HSM: {failure.getErrorMessage()}"))
+
+    def _lost(self, connection: HostConnection) -> None:
+        if connection in self._connected:
+            self._connected.remove(connection)
+
+    def close(self) -> Deferred[None]:
+        """Close every connection; fires when they are all closed."""
+        self._closed = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(HsmUnavailable("client closed"))
+        connections = list(self._connected)
+        for connection in connections:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+        return gatherResults([c.lost for c in connections]).addCallback(lambda _: None)
+
+    # ------------------------------------------------------------ one command
+
+    def _call(self, command: str, values: Mapping[str, str]) -> Deferred[Fields]:
+        """Send one command; its answer's fields, or the typed error of its error code."""
+        text = command + encode(COMMANDS[command].request, values)
+        d = self._connection().addCallback(lambda connection: connection.request(text))
+        d.addTimeout(self._timeout, self._reactor, onTimeoutCancel=_timed_out)
+        return d.addCallback(_answer, command, values)
+
+    # ------------------------------------------------------------ the interface
+
+    @_deferred
+    def translate_pin(
+        self,
+        source: KeyUnderLmk,
+        destination: KeyUnderLmk,
+        pin_block: PinBlock,
+        pan: str,
+        destination_format: str = "01",
+        max_pin_length: int = 12,
+    ) -> Deferred[TranslatedPin]:
+        check_key_type(source, PIN_KEYS)
+        check_key_type(destination, PIN_DESTINATIONS)
+        values = {
+            "source": source.value,
+            "destination": destination.value,
+            "max_pin_length": f"{max_pin_length:02d}",
+            "pin_block": pin_block.value,
+            "source_format": pin_block.format_code,
+            "destination_format": destination_format,
+            "account": account_number(pan),
+        }
+        d = self._call(TRANSLATE_COMMANDS[source.key_type], values)
+        return d.addCallback(_translated)
+
+    @_deferred
+    def verify_pin_pvv(
+        self,
+        pin_key: KeyUnderLmk,
+        pvk: KeyUnderLmk,
+        pin_block: PinBlock,
+        pan: str,
+        pvki: int,
+        pvv: str,
+    ) -> Deferred[bool]:
+        check_key_type(pin_key, PIN_KEYS)
+        check_key_type(pvk, PVKS)
+        values = {
+            "pin_key": pin_key.value,
+            "pvk": pvk.value,
+            "pin_block": pin_block.value,
+            "format": pin_block.format_code,
+            "account": account_number(pan),
+            "pvki": str(pvki),
+            "pvv": pvv,
+        }
+        return _true_unless_failed(self._call(VERIFY_PVV_COMMANDS[pin_key.key_type], values))
+
+    @_deferred
+    def verify_pin_ibm(
+        self,
+        pin_key: KeyUnderLmk,
+        pvk: KeyUnderLmk,
+        pin_block: PinBlock,
+        pan: str,
+        ibm: IbmParameters,
+        max_pin_length: int = 12,
+    ) -> Deferred[bool]:
+        check_key_type(pin_key, PIN_KEYS)
+        check_key_type(pvk, PVKS)
+        values = {
+            "pin_key": pin_key.value,
+            "pvk": pvk.value,
+            "max_pin_length": f"{max_pin_length:02d}",
+            "pin_block": pin_block.value,
+            "format": pin_block.format_code,
+            "check_length": f"{ibm.check_length:02d}",
+            "account": account_number(pan),
+            "decimalisation": ibm.decimalisation,
+            "validation_data": ibm.validation_data,
+            "offset": ibm.offset.ljust(12, "F"),
+        }
+        return _true_unless_failed(self._call(VERIFY_IBM_COMMANDS[pin_key.key_type], values))
+
+    def _mac_values(
+        self, key: KeyUnderLmk, data: bytes, algorithm: MacAlgorithm, padding: Padding, length: int
+    ) -> dict[str, str]:
+        check_key_type(key, MAC_KEYS)
+        return {
+            "mode": SINGLE_BLOCK_MODE,
+            "input_format": BINARY_INPUT,
+            "mac_size": _code(_MAC_SIZE_OF, length, "MAC length"),
+            "algorithm": algorithm.value,
+            "padding": padding.value,
+            "key_type": key.key_type,
+            "key": key.value,
+            "message": data.decode("latin-1"),
+        }
+
+    @_deferred
+    def generate_mac(
+        self,
+        key: KeyUnderLmk,
+        data: bytes,
+        algorithm: MacAlgorithm,
+        padding: Padding,
+        length: int = 8,
+    ) -> Deferred[str]:
+        values = self._mac_values(key, data, algorithm, padding, length)
+        return self._call("M6", values).addCallback(lambda f: f["mac"])
+
+    @_deferred
+    def verify_mac(
+        self,
+        key: KeyUnderLmk,
+        data: bytes,
+        mac: str,
+        algorithm: MacAlgorithm,
+        padding: Padding,
+    ) -> Deferred[bool]:
+        values = self._mac_values(key, data, algorithm, padding, len(mac))
+        return _true_unless_failed(self._call("M8", {**values, "mac": mac.upper()}))
+
+    @_deferred
+    def generate_key(
+        self,
+        key_type: str,
+        scheme: str = "U",
+        export_under: KeyUnderLmk | None = None,
+        export_scheme: str = "X",
+    ) -> Deferred[GeneratedKey]:
+        values = {"mode": "0", "key_type": key_type, "scheme": scheme}
+        if export_under is not None:
+            check_key_type(export_under, KEKS)
+            values.update(
+                mode="1",
+                kek_flag=_KEK_FLAG_OF[export_under.key_type],
+                kek=export_under.value,
+                kek_scheme=export_scheme,
+            )
+        return self._call("A0", values).addCallback(_generated, key_type)
+
+    @_deferred
+    def import_key(
+        self, key_type: str, zmk: KeyUnderLmk, key_under_zmk: str, scheme: str | None = None
+    ) -> Deferred[KeyUnderLmk]:
+        if key_type not in IMPORTABLE:
+            raise InvalidInput("only a ZPK can be imported")
+        check_key_type(zmk, ZMKS)
+        values = {"zmk": zmk.value, "key_under_zmk": key_under_zmk}
+        if scheme is not None:
+            kek_scheme = key_under_zmk[:1].upper() if key_under_zmk[:1].isalpha() else "Z"
+            values.update(kek_scheme=kek_scheme, scheme=scheme, kcv_type="0")
+        d = self._call("FA", values)
+        return d.addCallback(lambda f: KeyUnderLmk(key_type, f["key"], f["kcv"][:6]))
+
+    @_deferred
+    def key_check_value(self, key: KeyUnderLmk) -> Deferred[str]:
+        values = {
+            "type_code": _BU_CODE_OF.get(key.key_type, "FF"),
+            "length_flag": _code(_LENGTH_FLAG_OF, key_length(key.value), "key length"),
+            "key": key.value,
+            "key_type": key.key_type,
+        }
+        return self._call("BU", values).addCallback(lambda f: f["kcv"])
+
+    @_deferred
+    def generate_cvv(
+        self, cvk: KeyUnderLmk, pan: str, expiry: str, service_code: str
+    ) -> Deferred[str]:
+        check_key_type(cvk, CVKS)
+        values = {"cvk": cvk.value, "pan": pan, "expiry": expiry, "service_code": service_code}
+        return self._call("CW", values).addCallback(lambda f: f["cvv"])
+
+    @_deferred
+    def verify_cvv(
+        self, cvk: KeyUnderLmk, pan: str, expiry: str, service_code: str, cvv: str
+    ) -> Deferred[bool]:
+        check_key_type(cvk, CVKS)
+        values = {
+            "cvk": cvk.value,
+            "cvv": cvv,
+            "pan": pan,
+            "expiry": expiry,
+            "service_code": service_code,
+        }
+        return _true_unless_failed(self._call("CY", values))
+
+    @_deferred
+    def diagnostics(self) -> Deferred[Diagnostics]:
+        d = self._call("NC", {})
+        return d.addCallback(lambda f: Diagnostics(f["lmk_check_value"], f["firmware"]))
+
+
+# ---------------------------------------------------------------- answers
+
+
+def _answer(text: str, command: str, values: Mapping[str, str]) -> Fields:
+    """The fields of an answer; its error code as a typed error (01 included)."""
+    code, error = text[:2], text[2:4]
+    if len(error) != 2:
+        raise HsmBadResponse(f"{command}: answer too short")
+    if error != "00":
+        raise error_for(error, f"{command} answered {code}{error}")
+    if code != response_code(command):
+        raise HsmBadResponse(f"{command} answered with {code}")
+    try:
+        return decode(COMMANDS[command].response, text[4:], values)
+    except HsmFailure as exc:
+        raise HsmBadResponse(f"{command}: {exc}") from None
+
+
+def _translated(f: Fields) -> TranslatedPin:
+    return TranslatedPin(PinBlock(f["pin_block"], f["destination_format"]), int(f["pin_length"]))
+
+
+def _generated(f: Fields, key_type: str) -> GeneratedKey:
+    return GeneratedKey(KeyUnderLmk(key_type, f["key"], f["kcv"]), f.get("key_under_kek"))

@@ -1,0 +1,84 @@
+"""The simulator's TCP side: 2-byte length frames, an echoed header, one answer per command.
+
+Commands are answered at once, in the order they arrive (the work is
+microseconds), so any number may be in flight on a connection; the header
+lets the client match answers. A frame whose length exceeds ``max_frame``
+means the stream cannot be trusted, so that connection (only that one) is
+closed; anything else a peer sends gets an error response from ``dispatch``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from twisted.internet import protocol
+from twisted.internet.interfaces import IListeningPort
+from twisted.protocols.basic import Int16StringReceiver
+
+from hsm_sim.commands import dispatch
+from hsm_sim.software import HsmCore
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_HEADER_LENGTH = 4
+DEFAULT_MAX_FRAME = 32768  # payShield's own limit on a host command
+
+
+class HostCommandConnection(Int16StringReceiver):
+    """One host connection to the simulator."""
+
+    def __init__(self, factory: HsmServerFactory) -> None:
+        self._factory = factory
+        self.MAX_LENGTH = factory.max_frame
+
+    def connectionMade(self) -> None:
+        self._factory.connections.add(self)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._factory.connections.discard(self)
+
+    def stringReceived(self, frame: bytes) -> None:
+        header_length = self._factory.header_length
+        if len(frame) < header_length:
+            # No header to echo means no answer the client could match: drop it.
+            log.warning("frame shorter than the header ignored", length=len(frame))
+            return
+        self.sendString(dispatch(self._factory.core, frame[:header_length], frame[header_length:]))
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        log.warning("closing connection: frame too long", length=length)
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class HsmServerFactory(protocol.ServerFactory):
+    """The simulator: one HSM core shared by every connection."""
+
+    def __init__(
+        self,
+        core: HsmCore,
+        header_length: int = DEFAULT_HEADER_LENGTH,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.core = core
+        self.header_length = header_length
+        self.max_frame = max_frame
+        self.connections: set[HostCommandConnection] = set()
+
+    def buildProtocol(self, addr: Any) -> HostCommandConnection:
+        return HostCommandConnection(self)
+
+    def drop_connections(self) -> None:
+        """Close every host connection at once (shutdown; tests of client reconnection)."""
+        for connection in list(self.connections):
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def listen(
+    reactor: Any,
+    factory: HsmServerFactory,
+    host: str = "127.0.0.1",
+    port: int = 1500,
+) -> IListeningPort:
+    """Start listening; port 0 picks a free one (``.getHost().port`` tells which)."""
+    return reactor.listenTCP(port, factory, interface=host)  # type: ignore[no-any-return]

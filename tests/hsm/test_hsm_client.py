@@ -1,0 +1,190 @@
+"""``PayShieldClient`` against servers that misbehave: silent, hanging up, out of order.
+
+Time limits here are behaviour (a call must end), bounded and short; no
+test measures how long anything took.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from twisted.internet import protocol
+from twisted.internet.defer import gatherResults
+from twisted.protocols.basic import Int16StringReceiver
+
+from hsm_sim.client import PayShieldClient, parse_url
+from hsm_sim.commands import dispatch
+from hsm_sim.interface import (
+    TAK,
+    HsmBadResponse,
+    HsmTimeout,
+    HsmUnavailable,
+    MacAlgorithm,
+    Padding,
+)
+from hsm_sim.software import HsmCore, SoftwareHsm
+from tests.hsm.conftest import Simulator
+from tests.hsm.hsm_support import ReactorThread, under_lmk
+
+TAK_KEY = under_lmk(TAK, "7CA110454A1A6E570131D9619DC1376E")
+ALG3, METHOD2 = MacAlgorithm.ISO9797_ALG3, Padding.METHOD2
+
+
+class Silent(protocol.Protocol):
+    """Reads everything, answers nothing."""
+
+
+class HangUp(protocol.Protocol):
+    """Closes the connection as soon as a request arrives."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class Reversing(Int16StringReceiver):
+    """Holds requests until it has ``batch`` of them, then answers them last first."""
+
+    batch = 5
+
+    def __init__(self) -> None:
+        self._held: list[bytes] = []
+
+    def stringReceived(self, frame: bytes) -> None:
+        self._held.append(frame)
+        if len(self._held) == self.batch:
+            for held in reversed(self._held):
+                self.sendString(dispatch(HsmCore(), held[:4], held[4:]))
+            self._held = []
+
+
+class Garbled(Int16StringReceiver):
+    """Echoes the header, then an answer that is too short to be one."""
+
+    def stringReceived(self, frame: bytes) -> None:
+        self.sendString(frame[:4] + b"ND00ABC")
+
+
+@pytest.fixture
+def serve(reactor_thread: ReactorThread) -> Iterator[Callable[[type[Any]], str]]:
+    """Start a server of a given protocol on the test reactor; its URL."""
+    ports: list[Any] = []
+
+    def start(protocol_class: type[Any]) -> str:
+        factory = protocol.Factory.forProtocol(protocol_class)
+        port = reactor_thread.call(reactor_thread.reactor.listenTCP, 0, factory, 50, "127.0.0.1")
+        ports.append(port)
+        return f"tcp://127.0.0.1:{port.getHost().port}"
+
+    yield start
+    for port in ports:
+        reactor_thread.call(port.stopListening)
+
+
+def make_client(thread: ReactorThread, url: str, **kwargs: Any) -> PayShieldClient:
+    return PayShieldClient(url, thread.reactor, **kwargs)
+
+
+def test_hsm_client_times_out_on_a_silent_hsm(
+    reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
+) -> None:
+    client = make_client(reactor_thread, serve(Silent), timeout=0.2)
+    with pytest.raises(HsmTimeout):
+        reactor_thread.call(client.diagnostics)
+    reactor_thread.call(client.close)
+
+
+def test_hsm_client_without_a_server_is_unavailable(reactor_thread: ReactorThread) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = make_client(reactor_thread, f"tcp://127.0.0.1:{port}")
+    with pytest.raises(HsmUnavailable):
+        reactor_thread.call(client.diagnostics)
+
+
+def test_hsm_client_call_in_flight_when_the_connection_drops_is_unavailable(
+    reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
+) -> None:
+    client = make_client(reactor_thread, serve(HangUp))
+    with pytest.raises(HsmUnavailable):
+        reactor_thread.call(client.diagnostics)
+
+
+def test_hsm_client_reconnects_after_the_server_drops_it(
+    reactor_thread: ReactorThread, simulator: Simulator, client: PayShieldClient
+) -> None:
+    before = reactor_thread.call(client.diagnostics)
+    connections = reactor_thread.call(lambda: client.connections)
+    reactor_thread.call(simulator.factory.drop_connections)
+    reactor_thread.call(lambda: gatherResults([c.lost for c in connections]))
+    assert reactor_thread.call(client.diagnostics) == before
+    assert not set(connections) & set(reactor_thread.call(lambda: client.connections))
+
+
+def test_hsm_client_matches_answers_that_come_out_of_order(
+    reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
+) -> None:
+    client = make_client(reactor_thread, serve(Reversing), pool_size=1)
+    messages = [f"message {n}".encode() for n in range(Reversing.batch)]
+
+    def all_at_once() -> Any:
+        return gatherResults([client.generate_mac(TAK_KEY, m, ALG3, METHOD2) for m in messages])
+
+    macs = reactor_thread.call(all_at_once)
+    software = SoftwareHsm()
+    assert macs == [
+        reactor_thread.call(software.generate_mac, TAK_KEY, m, ALG3, METHOD2) for m in messages
+    ]
+    reactor_thread.call(client.close)
+
+
+def test_hsm_client_many_calls_in_flight_over_the_pool(
+    reactor_thread: ReactorThread, client: PayShieldClient
+) -> None:
+    messages = [bytes([n % 256]) * n for n in range(300)]
+
+    def all_at_once() -> Any:
+        return gatherResults([client.generate_mac(TAK_KEY, m, ALG3, METHOD2) for m in messages])
+
+    macs = reactor_thread.call(all_at_once)
+    software = SoftwareHsm()
+    expected = [
+        reactor_thread.call(software.generate_mac, TAK_KEY, m, ALG3, METHOD2) for m in messages
+    ]
+    assert macs == expected
+    assert len(reactor_thread.call(lambda: client.connections)) <= 2  # the pool's size
+
+
+def test_hsm_client_reports_an_answer_it_cannot_read(
+    reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
+) -> None:
+    client = make_client(reactor_thread, serve(Garbled))
+    with pytest.raises(HsmBadResponse):
+        reactor_thread.call(client.diagnostics)
+    reactor_thread.call(client.close)
+
+
+def test_hsm_closed_client_is_unavailable(
+    reactor_thread: ReactorThread, client: PayShieldClient
+) -> None:
+    reactor_thread.call(client.diagnostics)
+    reactor_thread.call(client.close)
+    with pytest.raises(HsmUnavailable):
+        reactor_thread.call(client.diagnostics)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [("tcp://127.0.0.1:1500", ("127.0.0.1", 1500)), ("tcp://hsm.local", ("hsm.local", 1500))],
+)
+def test_hsm_client_url(url: str, address: tuple[str, int]) -> None:
+    assert parse_url(url) == address
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1500", "127.0.0.1:1500", "tcp://:1500"])
+def test_hsm_client_refuses_other_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_url(url)
