@@ -159,7 +159,8 @@ def test_ctrl_c_with_payments_in_flight(db_url: str, tmp_path: Path) -> None:
 
         approved = [r for r in responses if r["39"] == "00"]
         codes = Counter(r["39"] for r in responses)
-        assert len(approved) >= connections * per_connection, (codes, switch.log_text()[-4000:])  # every queued payment
+        # every queued payment
+        assert len(approved) >= connections * per_connection, (codes, switch.log_text()[-4000:])
         assert {r["39"] for r in responses} <= {"00", "96"}  # 96: arrived while stopping
         for response in responses:
             request = sent[(response["41"], response["11"])]
