@@ -21,7 +21,8 @@ def business_day(moment: datetime, cutover: time, zone: str = "UTC") -> date:
     """The business day that ``moment`` (an aware datetime) belongs to."""
     local = moment.astimezone(ZoneInfo(zone))
     day = local.date()
-    return day + timedelta(days=1) if local.time() >= cutover else day
+    # A cut-over at midnight closes the calendar day itself: no shift.
+    return day + timedelta(days=1) if cutover != time(0) and local.time() >= cutover else day
 
 
 def next_cutover(moment: datetime, cutover: time, zone: str = "UTC") -> datetime:

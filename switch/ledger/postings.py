@@ -126,15 +126,19 @@ def _insert_requests(conn: Connection, rows: list[dict]) -> None:
 
 
 def _stages(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
-    """Batch kinds first, each kind as one stage; then every other order alone, in arrival
-    order, after the request rows before it are written: a reversal finds a payment
-    approved earlier in the same batch."""
-    by_kind: dict[type, list[int]] = {}
+    """Arrival order, in stages: a run of consecutive orders of one batch kind is one
+    stage (applied at once); any other order is a stage alone. Each stage's request rows
+    are written before the next stage, so a reversal finds a payment approved earlier in
+    the batch and a payment sees a debt that a reversal before it restored."""
+    stages: list[list[int]] = []
     for i in live:
-        if isinstance(orders[i], BatchOrder):
-            by_kind.setdefault(type(orders[i]), []).append(i)
-    alone = [[i] for i in live if not isinstance(orders[i], BatchOrder)]
-    return list(by_kind.values()) + alone
+        kind = type(orders[i])
+        joinable = stages and issubclass(kind, BatchOrder) and type(orders[stages[-1][0]]) is kind
+        if joinable:
+            stages[-1].append(i)
+        else:
+            stages.append([i])
+    return stages
 
 
 def _apply_stage(

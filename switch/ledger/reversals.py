@@ -18,7 +18,7 @@ from switch.ledger.orders import Order, Outcome, RequestKey, key_clause
 class ReversalOrder(Order):
     """``kept`` is the amount the payer finally paid (DE 95); a reversal moves the
     payment's reversed amount up to ``amount - kept``. Reversing again to the
-    same point changes nothing. Debts come back newest first.
+    same point changes nothing. Surplus first, then debts, newest first.
     """
 
     original: RequestKey
@@ -34,7 +34,7 @@ class ReversalOrder(Order):
         facts = {"payment_id": payment.id}
         if delta <= 0:
             return Outcome("00", facts)
-        self._restore_debts(conn, payment.id, delta)
+        self._restore_debts(conn, payment, target)
         conn.execute(
             update(s.payments).where(s.payments.c.id == payment.id).values(reversed_amount=target)
         )
@@ -57,15 +57,21 @@ class ReversalOrder(Order):
             select(s.payments).where(s.payments.c.id == payment_id).with_for_update()
         ).one()
 
-    def _restore_debts(self, conn: Connection, payment_id: int, delta: int) -> None:
+    def _restore_debts(self, conn: Connection, payment: Any, target: int) -> None:
+        """Give debts back what the reversal takes from them, newest period first.
+
+        The part of a payment that never went to a debt (an advice's surplus) is
+        taken back first; debts reopen only for what the payer no longer pays.
+        """
         a, d = s.allocations.c, s.debts.c
         rows = conn.execute(
             select(a.debt_id, a.amount, a.reversed_amount)
             .join(s.debts, d.id == a.debt_id)
-            .where(a.payment_id == payment_id)
+            .where(a.payment_id == payment.id)
             .order_by(d.period.desc(), d.id.desc())
         ).all()
-        left = delta
+        surplus = payment.amount - sum(amount for _, amount, _ in rows)
+        left = max(0, target - surplus) - max(0, payment.reversed_amount - surplus)
         for debt_id, amount, reversed_amount in rows:
             back = min(amount - reversed_amount, left)
             if back <= 0:
@@ -75,7 +81,7 @@ class ReversalOrder(Order):
             )
             conn.execute(
                 update(s.allocations)
-                .where(a.payment_id == payment_id, a.debt_id == debt_id)
+                .where(a.payment_id == payment.id, a.debt_id == debt_id)
                 .values(reversed_amount=a.reversed_amount + back)
             )
             left -= back

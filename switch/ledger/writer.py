@@ -28,6 +28,7 @@ from switch.ledger.postings import ConcurrentRequest, Order, Recorded, record, r
 log = structlog.get_logger(__name__)
 
 _STOP = object()
+_RETRIES = 3
 
 
 class LedgerWriter:
@@ -108,12 +109,18 @@ class LedgerWriter:
         self._call_from_thread(_deliver, [d for _, d in batch], results)
 
     def _write_one(self, order: Order, now: datetime) -> Recorded | Exception:
-        try:
-            with self._engine.begin() as conn:
-                return record(conn, order, now)
-        except Exception as exc:  # the database is unavailable or the order is bad
-            log.error("ledger write failed", error=type(exc).__name__, mti=order.key.mti)
-            return SystemFailure("ledger unavailable")
+        """One order in its own transaction; a key another node took meanwhile is looked up
+        again (the next try finds its row and replays it)."""
+        for _ in range(_RETRIES):
+            try:
+                with self._engine.begin() as conn:
+                    return record(conn, order, now)
+            except ConcurrentRequest:
+                continue
+            except Exception as exc:  # the database is unavailable or the order is bad
+                log.error("ledger write failed", error=type(exc).__name__, mti=order.key.mti)
+                return SystemFailure("ledger unavailable")
+        return SystemFailure("request key contended")
 
 
 def _deliver(deferreds: list[Deferred], results: list) -> None:

@@ -138,12 +138,6 @@ def test_distinct_payments_racing_for_one_debt_never_overdraw_it(
         assert_invariants(conn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="writer.LedgerWriter._write_one answers 96 when its one-order retry hits "
-    "postings.ConcurrentRequest again; it should retry and replay the other node's response",
-)
 def test_fallback_that_meets_another_nodes_commit_replays_it(
     ledger: Engine, node: MakeNode, db_url: str
 ) -> None:

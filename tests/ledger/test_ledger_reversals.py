@@ -151,13 +151,6 @@ def test_reversal_over_two_debts_restores_the_newest_first(ledger: Engine) -> No
     assert _reversed(ledger, pid) == 600000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="reversals.ReversalOrder._restore_debts gives the whole reversed amount back "
-    "to the debts, even the part of an overpayment that never went to a debt: after a "
-    "partial reversal that still covers the debt, the debt shows open again",
-)
 @pytest.mark.parametrize(("biller_code", "account", "due", "advice"), [
     (UTIL, "1000001", 12345, True),  # an advice above the amount due
     ("OVER01", "O1", 3000, False),  # a payment above due where overpayment is allowed

@@ -237,12 +237,6 @@ def test_payment_and_its_reversal_in_one_batch(
         assert_invariants(conn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="postings._stages applies every payment of a batch before any reversal, so a "
-    "payment queued after a reversal does not see the debt it restored and gets 13",
-)
 def test_batch_decides_in_arrival_order(ledger: Engine, node: MakeNode) -> None:
     """A payment, its reversal, and the payer paying again, all queued together."""
     util = billers(ledger)["UTIL01"]
