@@ -27,8 +27,8 @@ from switch.ledger.postings import ConcurrentRequest, Order, Recorded, record, r
 
 log = structlog.get_logger(__name__)
 
-_STOP = object()
 _RETRIES = 3
+_IDLE_WAIT = 0.05  # seconds; how soon an idle writer notices stop()
 
 
 class LedgerWriter:
@@ -45,6 +45,7 @@ class LedgerWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._stopping = False
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -52,47 +53,47 @@ class LedgerWriter:
     def submit(self, order: Order) -> Deferred[Recorded]:
         """Queue ``order``; the Deferred fires with the committed result, or fails with 91/96."""
         d: Deferred[Recorded] = Deferred()
-        if self._stopping:
-            d.errback(SystemFailure("the switch is stopping"))
-            return d
-        try:
-            self._queue.put_nowait((order, d))
-        except queue.Full:
-            metrics.SHED.inc()
-            d.errback(Overloaded("ledger queue full"))
+        with self._lock:  # against stop(): an order is either queued before it, or refused
+            if self._stopping:
+                d.errback(SystemFailure("the switch is stopping"))
+                return d
+            try:
+                self._queue.put_nowait((order, d))
+            except queue.Full:
+                metrics.SHED.inc()
+                d.errback(Overloaded("ledger queue full"))
         return d
 
     def stop(self) -> None:
         """Finish every queued order, then end the thread (blocks: call off the reactor)."""
-        self._stopping = True
-        self._queue.put(_STOP)
-        self._thread.join()
+        with self._lock:
+            self._stopping = True
+        if self._thread.is_alive():
+            self._thread.join()
 
     def depth(self) -> int:
         return self._queue.qsize()
 
     def _run(self) -> None:
         while True:
-            batch, stop = self._take()
+            batch = self._take()
             if batch:
                 self._write(batch)
-            if stop:
-                return
+            elif self._stopping:
+                return  # stopping, and nothing was queued before it
 
-    def _take(self) -> tuple[list, bool]:
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        batch = [first]
+    def _take(self) -> list:
+        """Everything queued now (up to batch_max); waits a moment when there is nothing."""
+        try:
+            batch = [self._queue.get(timeout=_IDLE_WAIT)]
+        except queue.Empty:
+            return []
         while len(batch) < self._batch_max:
             try:
-                item = self._queue.get_nowait()
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-        return batch, False
+        return batch
 
     def _write(self, batch: list) -> None:
         metrics.BATCH_SIZE.observe(len(batch))
