@@ -61,6 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = replace(settings, log_json=True)
     logs.configure(settings.log_level, settings.log_json)
     _raise_file_limit()
+    # The database threads release the GIL at every round trip; with the default 5 ms
+    # switch interval each one then waits behind the busy reactor thread (convoy effect).
+    sys.setswitchinterval(settings.gil_switch_interval)
     app = SwitchApp(settings, reactor)
     app.prepare()
     try:

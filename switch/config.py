@@ -51,6 +51,7 @@ class Settings:
     log_level: str = "info"
     log_json: bool = False
     metrics_port: int = 9108
+    gil_switch_interval: float = 0.0005  # seconds; see docs/benchmarks.md
     reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
     demo_data: bool = True
     ledger: LedgerSettings = field(default_factory=LedgerSettings)

@@ -25,6 +25,9 @@ class Posting:
             raise ValueError(f"unbalanced {self.kind} posting")
 
 
+_INSERT_JOURNAL = insert(s.journal).returning(s.journal.c.id, sort_by_parameter_order=True)
+
+
 def post_all(conn: Connection, postings: Sequence[Posting], now: datetime) -> None:
     """Write the journal rows and their entries: two statements for any number of postings."""
     if not postings:

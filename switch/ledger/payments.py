@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, case, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, insert, select, tuple_, update
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
@@ -79,8 +79,10 @@ class PaymentOrder(BatchOrder):
     def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
         payments: list[PaymentOrder] = list(orders)  # type: ignore[arg-type]
         keys = {p.account_key for p in payments if p.biller}
-        known = _known_customers(conn, keys)
         debts = _open_debts(conn, keys)
+        # An account with an open debt is known; only the others need a look-up.
+        with_debts = {k for k, found in debts.items() if found}
+        known = with_debts | _known_customers(conn, keys - with_debts)
         decisions = [_decide(p, known, debts) for p in payments]
         approved = [(p, d) for p, d in zip(payments, decisions, strict=True) if d.code == "00"]
         _write(conn, approved, now)
@@ -94,14 +96,25 @@ class _Debt:
     open: int
 
 
+_c, _d = s.customers.c, s.debts.c
+# Built once (building costs more Python than running); keys expand at execution.
+_KNOWN = select(_c.biller_code, _c.account).where(
+    tuple_(_c.biller_code, _c.account).in_(bindparam("keys", expanding=True))
+)
+_OPEN = (
+    select(_d.id, _d.biller_code, _d.account, _d.period, _d.amount_open)
+    .where(tuple_(_d.biller_code, _d.account).in_(bindparam("keys", expanding=True)))
+    .where(_d.amount_open > 0)
+    .order_by(_d.period, _d.id)
+    .with_for_update()
+)
+_INSERT_PAYMENTS = insert(s.payments).returning(s.payments.c.id, sort_by_parameter_order=True)
+
+
 def _known_customers(conn: Connection, keys: set[AccountKey]) -> set[AccountKey]:
     if not keys:
         return set()
-    c = s.customers.c
-    rows = conn.execute(
-        select(c.biller_code, c.account).where(tuple_(c.biller_code, c.account).in_(keys))
-    )
-    return {(b, a) for b, a in rows}
+    return {(b, a) for b, a in conn.execute(_KNOWN, {"keys": list(keys)})}
 
 
 def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, list[_Debt]]:
@@ -109,14 +122,7 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
     result: dict[AccountKey, list[_Debt]] = {k: [] for k in keys}
     if not keys:
         return result
-    d = s.debts.c
-    rows = conn.execute(
-        select(d.id, d.biller_code, d.account, d.period, d.amount_open)
-        .where(tuple_(d.biller_code, d.account).in_(keys), d.amount_open > 0)
-        .order_by(d.period, d.id)
-        .with_for_update()
-    )
-    for row in rows:
+    for row in conn.execute(_OPEN, {"keys": list(keys)}):
         result[(row.biller_code, row.account)].append(_Debt(row.id, row.period, row.amount_open))
     return result
 
@@ -174,8 +180,7 @@ def _insert_payments(conn: Connection, approved: list, now: datetime) -> list[in
         }
         for p, o in approved
     ]
-    stmt = insert(s.payments).returning(s.payments.c.id, sort_by_parameter_order=True)
-    return list(conn.execute(stmt, rows).scalars())
+    return list(conn.execute(_INSERT_PAYMENTS, rows).scalars())
 
 
 def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]) -> None:

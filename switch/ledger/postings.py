@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from switch.ledger import schema as s
 from switch.ledger.orders import (
@@ -28,7 +29,7 @@ from switch.ledger.orders import (
 )
 from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
 from switch.ledger.reversals import ReversalOrder
-from switch.ledger.sql import insert_ignore
+from switch.ledger.sql import insert_ignore_for
 
 __all__ = [
     "BatchOrder",
@@ -51,21 +52,32 @@ def record(conn: Connection, order: Order, now: datetime) -> Recorded:
 
 
 _KEY_COLUMNS = ("acquirer_id", "terminal_id", "stan", "transmitted", "mti")
+_r = s.requests.c
+_TAKEN = select(*(_r[name] for name in _KEY_COLUMNS)).where(
+    _r.stan.in_(bindparam("stans", expanding=True)),
+    _r.transmitted.in_(bindparam("times", expanding=True)),
+)
 
 
 class ConcurrentRequest(Exception):
     """Another node recorded one of this batch's request keys first; retry order by order."""
 
 
-def record_batch(conn: Connection, orders: Sequence[Order], now: datetime) -> list[Recorded]:
+def record_batch(
+    conn: Connection, orders: Sequence[Order], now: datetime, look_up: bool = True
+) -> list[Recorded]:
     """Apply the orders whose key is new, store their request rows, answer the rest.
 
     Request rows go in with their responses, one statement per stage. If
     another node inserted one of those keys meanwhile, the unique key makes
     this batch fail (ConcurrentRequest) and nothing of it is kept; retried,
     the order finds the other node's row and answers from it.
+
+    With ``look_up=False`` the keys are not looked up first: a key that exists
+    (a retransmission) fails the batch the same way, to be retried with the
+    look-up. Retransmissions are rare; the look-up would cost every batch.
     """
-    taken = _taken(conn, orders)
+    taken = _taken(conn, orders) if look_up else set()
     first: dict[RequestKey, int] = {}
     for i, order in enumerate(orders):
         first.setdefault(order.key, i)
@@ -90,14 +102,12 @@ def _taken(conn: Connection, orders: Sequence[Order]) -> set[RequestKey]:
     STAN and DE 7 lead the unique index, so this is one index scan whose
     handful of false matches (other terminals) are dropped here.
     """
-    r = s.requests.c
     wanted = {o.key for o in orders}
-    rows = conn.execute(
-        select(*(r[name] for name in _KEY_COLUMNS)).where(
-            r.stan.in_({k.stan for k in wanted}),
-            r.transmitted.in_({k.transmitted for k in wanted}),
-        )
-    )
+    params = {
+        "stans": list({k.stan for k in wanted}),
+        "times": list({k.transmitted for k in wanted}),
+    }
+    rows = conn.execute(_TAKEN, params)
     return {key for key in (RequestKey(*row) for row in rows) if key in wanted}
 
 
@@ -117,10 +127,15 @@ def _request_row(order: Order, outcome: Outcome, response: dict[str, str], now: 
     }
 
 
+@cache
+def _requests_insert(dialect: str):  # type: ignore[no-untyped-def]
+    return insert_ignore_for(dialect, s.requests).returning(s.requests.c.id)
+
+
 def _insert_requests(conn: Connection, rows: list[dict]) -> None:
     if not rows:
         return
-    stmt = insert_ignore(conn, s.requests).returning(s.requests.c.id)
+    stmt = _requests_insert(conn.dialect.name)
     if len(conn.execute(stmt, rows).all()) != len(rows):
         raise ConcurrentRequest("a request key of this batch was recorded elsewhere meanwhile")
 

@@ -5,26 +5,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from routing.bills import Bill
 from switch.ledger import schema as s
 
+_c, _d = s.customers.c, s.debts.c
+# Built once: building a statement costs more Python than running it.
+_NAME = select(_c.name).where(
+    _c.biller_code == bindparam("biller"), _c.account == bindparam("account")
+)
+_OPEN_DEBTS = (
+    select(_d.period, _d.amount_open)
+    .where(_d.biller_code == bindparam("biller"), _d.account == bindparam("account"))
+    .where(_d.amount_open > 0)
+    .order_by(_d.period, _d.id)
+)
+
 
 def bill(conn: Connection, biller_code: str, account: str, period: str | None) -> Bill | None:
     """The open debts of an account, or None when the biller has no such account."""
-    c, d = s.customers.c, s.debts.c
-    name = conn.execute(
-        select(c.name).where(c.biller_code == biller_code, c.account == account)
-    ).scalar()
+    params = {"biller": biller_code, "account": account}
+    name = conn.execute(_NAME, params).scalar()
     if name is None:
         return None
-    query = select(d.period, d.amount_open).where(
-        d.biller_code == biller_code, d.account == account, d.amount_open > 0
-    )
-    if period:
-        query = query.where(d.period == period)
-    debts = tuple((p, a) for p, a in conn.execute(query.order_by(d.period, d.id)))
+    rows = conn.execute(_OPEN_DEBTS, params)
+    debts = tuple((p, a) for p, a in rows if not period or p == period)
     return Bill(name, sum(a for _, a in debts), debts)
 
 

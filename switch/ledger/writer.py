@@ -97,17 +97,25 @@ class LedgerWriter:
 
     def _write(self, batch: list) -> None:
         metrics.BATCH_SIZE.observe(len(batch))
-        now = datetime.now(UTC)
-        try:
-            with self._engine.begin() as conn:
-                results = record_batch(conn, [order for order, _ in batch], now)
-        except ConcurrentRequest:
-            log.info("another node recorded a key of this batch; retrying order by order")
-            results = [self._write_one(order, now) for order, _ in batch]
-        except Exception:
-            log.exception("ledger batch failed; retrying order by order", size=len(batch))
-            results = [self._write_one(order, now) for order, _ in batch]
+        results = self._record([order for order, _ in batch], datetime.now(UTC))
         self._call_from_thread(_deliver, [d for _, d in batch], results)
+
+    def _record(self, orders: list[Order], now: datetime) -> list[Recorded | Exception]:
+        """The batch in one transaction; a key already taken (a retransmission, or another
+        node's) makes it try once more with a look-up of the keys; then order by order."""
+        for look_up in (False, True):
+            try:
+                return self._write_batch(orders, now, look_up)  # type: ignore[return-value]
+            except ConcurrentRequest:
+                continue
+            except Exception:
+                log.exception("ledger batch failed; retrying order by order", size=len(orders))
+                break
+        return [self._write_one(order, now) for order in orders]
+
+    def _write_batch(self, orders: list[Order], now: datetime, look_up: bool) -> list[Recorded]:
+        with self._engine.begin() as conn:
+            return record_batch(conn, orders, now, look_up=look_up)
 
     def _write_one(self, order: Order, now: datetime) -> Recorded | Exception:
         """One order in its own transaction; a key another node took meanwhile is looked up
