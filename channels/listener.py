@@ -23,7 +23,8 @@ class ChannelFactory(protocol.ServerFactory):
         self.connections: set[IsoConnection] = set()
 
     def buildProtocol(self, addr: Any) -> IsoConnection:
-        origin = Origin(self.settings.name, self.settings.kind, f"{addr.host}:{addr.port}")
+        s = self.settings
+        origin = Origin(s.name, s.kind, f"{addr.host}:{addr.port}", s.mac)
         conn = IsoConnection(self.settings, self.handler, origin, self._closed)
         self.connections.add(conn)
         metrics.CONNECTIONS.labels(self.settings.name).inc()

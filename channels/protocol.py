@@ -33,7 +33,9 @@ _ids = itertools.count(1)
 class Handler(TypingProtocol):
     """What a channel needs from the switch."""
 
-    def handle(self, request: dict[str, str], origin: Origin) -> Deferred[dict[str, str]]: ...
+    def handle(
+        self, request: dict[str, str], origin: Origin, raw: bytes
+    ) -> Deferred[dict[str, str]]: ...
 
     def malformed(
         self, partial: dict[str, str], field: str | None, origin: Origin
@@ -106,7 +108,7 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
             return
         self._in_flight += 1
         self._throttle()
-        d = self._handler.handle(request, self._origin)
+        d = self._handler.handle(request, self._origin, payload)
         d.addCallback(self._send, tpdu)
         d.addErrback(self._failed)
         d.addBoth(self._done)

@@ -27,8 +27,10 @@ CONFIG = """metrics_port = 0
 log_level = "warning"
 [channels.atm]
 port = 0
+mac = "none"
 [channels.pos]
 port = 0
+mac = "none"
 [channels.host]
 port = 0
 """

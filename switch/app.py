@@ -12,18 +12,21 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
 
 from channels.listener import Channel
+from hsm_sim.client import PayShieldClient
+from hsm_sim.interface import Hsm
+from hsm_sim.software import SoftwareHsm
 from routing.adapters.held import HeldDebtsAdapter
 from routing.routes import Router
 from switch import demo
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
-from switch.config import Settings
+from switch.config import HsmSettings, Settings
 from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
@@ -31,6 +34,7 @@ from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference, load_reference
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
+from switch.security.keystore import KeyRing, load_keys
 from switch.services import Services
 from switch.sessions import SignOns
 
@@ -47,8 +51,24 @@ def prepare_database(settings: Settings) -> tuple[Engine, Engine]:
         if settings.demo_data and demo.is_empty(conn):
             demo.load_demo(conn)
             log.info("demo data loaded")
+        if settings.demo_data and demo.needs_demo_keys(conn):
+            demo.load_demo_keys(conn)
+            log.info("demo keys loaded (test LMK, test-only)")
         ensure_accounts(conn)
     return writer_engine, make_engine(url, write=False)
+
+
+def make_hsm(settings: HsmSettings, reactor: Any) -> Hsm:
+    """The in-process software HSM, or a payShield-protocol client (simulator or real)."""
+    if settings.url == "software":
+        return SoftwareHsm()
+    return PayShieldClient(
+        settings.url, reactor, settings.header_length, settings.pool_size, settings.timeout
+    )
+
+
+def _load_cached(conn: Connection) -> tuple[Reference, KeyRing]:
+    return load_reference(conn), load_keys(conn)
 
 
 class SwitchApp:
@@ -63,6 +83,8 @@ class SwitchApp:
         self.engine, self.read_engine = prepare_database(s)
         with self.read_engine.connect() as conn:
             self._reference = load_reference(conn)
+            self._keys = load_keys(conn)
+        self.hsm = make_hsm(s.hsm, self.reactor)
         self.writer = LedgerWriter(
             self.engine, self.reactor.callFromThread, s.ledger.batch_max, s.ledger.queue_max
         )
@@ -81,6 +103,9 @@ class SwitchApp:
             hasher=Hasher(load_or_create_key(s.home / "hash.key")),
             cutover=s.cutover,
             timezone=s.timezone,
+            hsm=self.hsm,
+            keys=lambda: self._keys,
+            key_grace=s.hsm.key_grace,
         )
         self.pipeline = Pipeline(self.services)
 
@@ -108,18 +133,22 @@ class SwitchApp:
 
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
-        d = self.reads.run(load_reference)
+        d = self.reads.run(_load_cached)
         d.addCallback(self._set_reference)
         d.addErrback(self._reference_failed)
         return d
+
+    def set_keys(self, keys: KeyRing) -> None:
+        """Replace the key snapshot (after a key change on this node)."""
+        self._keys = keys
 
     def _reference_failed(self, failure: Any) -> None:
         """Keep serving from the cached reference data; try again next time."""
         log.warning("reference data refresh failed", error=failure.getErrorMessage())
 
-    def _set_reference(self, reference: Reference) -> Reference:
-        self._reference = reference
-        return reference
+    def _set_reference(self, loaded: tuple[Reference, KeyRing]) -> Reference:
+        self._reference, self._keys = loaded
+        return self._reference
 
     def _roll_business_day(self) -> None:
         """Open the current business day, close earlier ones, and do it again at cut-over."""
@@ -161,4 +190,6 @@ class SwitchApp:
             channel.close_connections()
         self.reads.stop()
         self.engine.dispose()
+        if isinstance(self.hsm, PayShieldClient):
+            yield self.hsm.close()
         log.info("stopped")

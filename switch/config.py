@@ -31,6 +31,7 @@ class ChannelSettings:
     max_frame: int = 8192
     idle_timeout: float = 300.0
     max_in_flight: int = 256
+    mac: str = "none"  # none, x919 (ISO 9797-1 alg 3) or cmac: DE 64/128 on every message
     enabled: bool = True
 
 
@@ -40,6 +41,23 @@ class LedgerSettings:
     queue_max: int = 20000
     read_threads: int = 4
     read_queue_max: int = 2000
+
+
+@dataclass(frozen=True)
+class HsmSettings:
+    url: str = "software"  # the in-process HSM, or tcp://host:1500 (simulator or payShield)
+    header_length: int = 4
+    pool_size: int = 2
+    timeout: float = 2.0
+    key_grace: float = 300.0  # seconds an old working key stays valid after a key change
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    """The network's own wallet cards (on-us): which PANs, how many PIN tries."""
+
+    bins: tuple[str, ...] = ("999000",)
+    pin_tries: int = 3
 
 
 @dataclass(frozen=True)
@@ -55,9 +73,11 @@ class Settings:
     reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
     demo_data: bool = True
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    hsm: HsmSettings = field(default_factory=HsmSettings)
+    issuer: IssuerSettings = field(default_factory=IssuerSettings)
     channels: tuple[ChannelSettings, ...] = (
-        ChannelSettings("atm", "ATM", 8583),
-        ChannelSettings("pos", "POS", 8584),
+        ChannelSettings("atm", "ATM", 8583, mac="x919"),
+        ChannelSettings("pos", "POS", 8584, mac="x919"),
         ChannelSettings("host", "HOST", 8585),
     )
 
@@ -94,11 +114,12 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
 
 
 def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
-    top = {k: v for k, v in data.items() if k not in ("ledger", "channels")}
+    top = {k: v for k, v in data.items() if k not in _SECTIONS and k != "channels"}
     changes = _coerce(Settings, top)
-    if "ledger" in data:
-        ledger = _coerce(LedgerSettings, data["ledger"], "[ledger] ")
-        changes["ledger"] = replace(settings.ledger, **ledger)
+    for name, cls in _SECTIONS.items():
+        if name in data:
+            values = _coerce(cls, data[name], f"[{name}] ")
+            changes[name] = replace(getattr(settings, name), **values)
     if "channels" in data:
         changes["channels"] = _merge_channels(settings.channels, data["channels"])
     return replace(settings, **changes)
@@ -112,7 +133,14 @@ def _merge_channels(current: tuple[ChannelSettings, ...], data: dict[str, Any]) 
     return tuple(by_name.values())
 
 
+_SECTIONS: dict[str, type] = {
+    "ledger": LedgerSettings,
+    "hsm": HsmSettings,
+    "issuer": IssuerSettings,
+}
+
 _CONVERTERS: dict[str, Any] = {
+    "bins": tuple,
     "home": Path,
     "cutover": time.fromisoformat,
 }
@@ -136,7 +164,11 @@ def _coerce(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any
     return result
 
 
-_CHOICES = {"framing": {"binary2", "ascii4"}, "kind": {"ATM", "POS", "HOST"}}
+_CHOICES = {
+    "framing": {"binary2", "ascii4"},
+    "kind": {"ATM", "POS", "HOST"},
+    "mac": {"none", "x919", "cmac"},
+}
 
 
 _SIMPLE_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}

@@ -117,3 +117,39 @@ def load_demo(conn: Connection) -> None:
         ],
     )
     ensure_accounts(conn)
+
+
+# -- test-only keys (issue 3): published in the README for test clients ------
+# Never use these outside a demo: they are public. Stored under the test LMK.
+DEMO_KEYS = [
+    ("100001:ATM00001", "TPK", "0123456789ABCDEFFEDCBA9876543210"),
+    ("100001:ATM00001", "TAK", "FEDCBA98765432100123456789ABCDEF"),
+    ("100001:ATM00001", "TMK", "0123456789ABCDEF1032547698BADCFE"),
+    ("issuer", "PVK", "1032547698BADCFE0123456789ABCDEF"),
+]
+
+
+def load_demo_keys(conn: Connection) -> None:
+    """The demo terminal's keys, encrypted under the test LMK as an HSM would keep them."""
+    from datetime import UTC, datetime
+
+    from hsm_sim.crypto.kcv import kcv_des
+    from hsm_sim.crypto.lmk import TEST_LMK, encrypt_key
+    from hsm_sim.interface import KeyUnderLmk
+    from switch.security.keystore import HSM_KEY_TYPES, add_key
+
+    now = datetime.now(UTC)
+    for owner, name, clear_hex in DEMO_KEYS:
+        clear = bytes.fromhex(clear_hex)
+        value = encrypt_key(TEST_LMK, HSM_KEY_TYPES[name], clear, "U")
+        add_key(
+            conn,
+            owner,
+            name,
+            KeyUnderLmk(HSM_KEY_TYPES[name], value, kcv_des(clear)[:3].hex().upper()),
+            now,
+        )
+
+
+def needs_demo_keys(conn: Connection) -> bool:
+    return conn.execute(select(func.count()).select_from(s.keys)).scalar_one() == 0

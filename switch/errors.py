@@ -58,6 +58,30 @@ class FormatError(Decline):
         self.field = field
 
 
+class SecurityViolation(Decline):
+    """MAC missing or wrong."""
+
+    code = "63"
+
+
+class IncorrectPin(Decline):
+    """The PIN does not verify."""
+
+    code = "55"
+
+
+class PinTriesExceeded(Decline):
+    """Too many wrong PINs: the card is blocked for PIN use."""
+
+    code = "75"
+
+
+class InsufficientFunds(Decline):
+    """The on-us wallet does not hold the amount."""
+
+    code = "51"
+
+
 class Overloaded(Decline):
     """The switch sheds load: its ledger queue is full."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from switch.security import mac
 from switch.services import Services
 from switch.steps import checks, inquiry, network, payment, reconciliation, reversal
 from switch.transaction import Transaction
@@ -22,7 +23,7 @@ class Flow:
     steps: tuple[Step, ...]
 
 
-_ENTRY = (checks.identify, checks.signed_on)
+_ENTRY = (checks.identify, mac.check_mac, checks.signed_on)
 _INQUIRY = Flow(
     ("3", "7", "11", "32", "48"),
     _ENTRY + (checks.bill_data, checks.route, inquiry.inquire),
@@ -30,7 +31,9 @@ _INQUIRY = Flow(
 _REVERSAL = Flow(("4", "7", "11", "32", "90"), _ENTRY + (reversal.reverse,))
 
 FLOWS: dict[tuple[str, str | None], Flow] = {
-    ("0800", None): Flow(("7", "11", "32", "70"), (checks.identify, network.network_management)),
+    ("0800", None): Flow(
+        ("7", "11", "32", "70"), (checks.identify, mac.check_mac, network.network_management)
+    ),
     ("0100", "31"): _INQUIRY,
     ("0200", "31"): _INQUIRY,
     ("0200", "50"): Flow(

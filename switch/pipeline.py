@@ -18,6 +18,7 @@ from iso.errors import IsoFormatError
 from switch import metrics
 from switch.errors import Decline, FormatError, NotSupported
 from switch.flows import ACCOUNT_TYPES, BY_PROCESSING_CODE, FLOWS, Flow
+from switch.security import mac
 from switch.services import Services
 from switch.transaction import Origin, Transaction
 
@@ -29,7 +30,9 @@ class Pipeline:
         self._sv = services
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def handle(self, request: dict[str, str], origin: Origin) -> Deferred[dict[str, str] | None]:
+    def handle(
+        self, request: dict[str, str], origin: Origin, raw: bytes = b""
+    ) -> Deferred[dict[str, str] | None]:
         """Entry point for channels: a decoded request in, response fields out.
 
         A message that is itself a response (odd third MTI digit) gets none.
@@ -38,7 +41,7 @@ class Pipeline:
         if int(mti[2]) % 2:
             log.warning("unexpected response message ignored", mti=mti, channel=origin.channel)
             return succeed(None)
-        return Deferred.fromCoroutine(self.process(request, origin))
+        return Deferred.fromCoroutine(self.process(request, origin, raw))
 
     def malformed(self, partial: dict[str, str], field: str | None, origin: Origin) -> dict | None:
         """A 30 for a request that did not decode, if its MTI was readable; else None."""
@@ -53,19 +56,28 @@ class Pipeline:
         self._log(t, "30", reason=f"DE {field} malformed" if field else "undecodable")
         return _encodable(t.response("30", {}))
 
-    async def process(self, request: dict[str, str], origin: Origin) -> dict[str, str]:
-        t = Transaction(request, origin, self._clock())
+    async def process(
+        self, request: dict[str, str], origin: Origin, raw: bytes = b""
+    ) -> dict[str, str]:
+        t = Transaction(request, origin, self._clock(), raw)
         try:
             response = await self._run(t)
+            self._log(t, response.get("39", ""))
         except Decline as decline:
             response = t.response(decline.code, {})
             self._log(t, decline.code, reason=str(decline))
-            return response
         except Exception:
             log.exception("transaction failed", mti=t.mti, stan=request.get("11"))
-            return t.response("96", {})
-        self._log(t, response.get("39", ""))
-        return response
+            response = t.response("96", {})
+        return await self._signed(t, response)
+
+    async def _signed(self, t: Transaction, response: dict[str, str]) -> dict[str, str]:
+        """MAC the response; if the HSM cannot, it goes unsigned (the answer stands)."""
+        try:
+            return await mac.sign(t, self._sv, response)
+        except Exception as exc:
+            log.error("response MAC failed", mti=t.mti, error=type(exc).__name__)
+            return response
 
     async def _run(self, t: Transaction) -> dict[str, str]:
         flow = self._flow(t)

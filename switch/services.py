@@ -6,11 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 
+from hsm_sim.interface import Hsm
 from routing.routes import Router
 from switch.cardholder import Hasher
 from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference
 from switch.ledger.writer import LedgerWriter
+from switch.security.keystore import KeyRing
 from switch.sessions import SignOns
 
 
@@ -24,3 +26,6 @@ class Services:
     hasher: Hasher
     cutover: time
     timezone: str
+    hsm: Hsm
+    keys: Callable[[], KeyRing]
+    key_grace: float = 300.0

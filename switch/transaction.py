@@ -17,6 +17,7 @@ class Origin:
     channel: str
     kind: str  # ATM, POS or HOST
     peer: str = ""
+    mac: str = "none"  # the channel's MAC algorithm: none, x919 or cmac
 
 
 # Data elements a response echoes from its request, by base MTI. DE 2 is not
@@ -38,6 +39,7 @@ class Transaction:
     request: dict[str, str]
     origin: Origin
     received_at: datetime
+    raw: bytes = b""  # the request as received (MTI onwards), for its MAC
     mti: str = ""
     processing: str = ""  # first two digits of DE 3
     terminal: Terminal | None = None

@@ -7,6 +7,7 @@ import random
 import socket
 from datetime import UTC, datetime, timedelta
 
+from hsm_sim.crypto.mac import iso9797_alg3
 from iso.amounts import amount_field, build_original_data
 from iso.bill_data import build_bill_data, parse_bill_data
 from iso.dialect import decode_message, encode_message
@@ -34,7 +35,9 @@ class IsoClient:
         tpdu: bytes | None = None,
         timeout: float = 10.0,
         host: str = "127.0.0.1",
+        mac_key: bytes | None = None,
     ) -> None:
+        self.mac_key = mac_key
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.prefix = prefix
         self.tpdu = tpdu
@@ -43,7 +46,7 @@ class IsoClient:
         self.last_tpdu: bytes | None = None
 
     def send(self, fields: dict[str, str]) -> bytes:
-        raw = encode_message(fields)
+        raw = encode_message(with_mac(fields, self.mac_key) if self.mac_key else fields)
         self.sock.sendall(encode_frame(self.prefix, raw, self.tpdu))
         return raw
 
@@ -82,6 +85,25 @@ class IsoClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mac_field(fields: dict[str, str]) -> str:
+    return "128" if any(k.isdigit() and 64 < int(k) < 128 for k in fields) else "64"
+
+
+def with_mac(fields: dict[str, str], key: bytes) -> dict[str, str]:
+    """``fields`` with an X9.19 MAC (ISO 9797-1 alg 3, padding 1) in DE 64 or 128."""
+    signed = {k: v for k, v in fields.items() if k not in ("64", "128")}
+    de = _mac_field(signed)
+    signed[de] = "00" * 8
+    raw = encode_message(signed)
+    signed[de] = iso9797_alg3(key, raw[:-8], 1).hex().upper()
+    return signed
+
+
+def mac_ok(raw: bytes, key: bytes) -> bool:
+    """Whether an encoded message's last 8 bytes are its X9.19 MAC under ``key``."""
+    return iso9797_alg3(key, raw[:-8], 1) == raw[-8:]
 
 
 def terminal_fields(terminal: str = "ATM00001", acquirer: str = "100001") -> dict[str, str]:

@@ -22,8 +22,10 @@ metrics_port = 0
 log_level = "info"
 [channels.atm]
 port = 0
+mac = "none"
 [channels.pos]
 port = 0
+mac = "none"
 [channels.host]
 port = 0
 {extra}

@@ -174,3 +174,32 @@ business_days = Table(
     Column("state", String(8), nullable=False, default="open"),
     Column("closed_at", DateTime(timezone=True)),
 )
+
+# -- keys and on-us cards (migration 0002) ----------------------------------
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(24), nullable=False, comment="acquirer:terminal, acquirer: or issuer"),
+    Column("key_type", String(4), nullable=False, comment="TMK TPK TAK ZMK ZPK ZAK PVK CVK"),
+    Column("value", String(64), nullable=False, comment="under the LMK, scheme-prefixed"),
+    Column("kcv", String(6), nullable=False),
+    Column("state", String(10), nullable=False, comment="active, retiring, retired"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retire_at", DateTime(timezone=True), comment="end of a retiring key's grace"),
+)
+Index("ix_keys_owner", keys.c.owner, keys.c.key_type, keys.c.state)
+
+cards = Table(
+    "cards",
+    metadata,
+    Column("pan_hash", String(64), primary_key=True, comment="keyed hash of the PAN"),
+    Column("masked_pan", String(19), nullable=False),
+    Column("pvki", String(1), nullable=False),
+    Column("pvv", String(4), nullable=False),
+    Column("wallet_account", String(40), ForeignKey("accounts.code"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("pin_tries", Integer, nullable=False, default=0),
+    Column("status", String(10), nullable=False, default="active"),
+)

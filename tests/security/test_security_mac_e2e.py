@@ -1,0 +1,80 @@
+"""MAC on a channel that requires it (X9.19 with the demo TAK of ATM00001), over real TCP.
+
+The demo TAK is published for test clients (README); the client MACs with our
+crypto module, which is checked against published vectors in tests/hsm_crypto.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from iso.dialect import decode_message
+from switch.ledger import schema as s
+from tests import client as c
+from tests.client import IsoClient, mac_ok
+from tests.switch_process import SwitchProcess
+
+TAK = bytes.fromhex("FEDCBA98765432100123456789ABCDEF")
+MAC_CHANNEL = '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
+
+
+@pytest.fixture(scope="module")
+def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwitchProcess]:
+    home = tmp_path_factory.mktemp("mac")
+    with SwitchProcess.start(home, f"sqlite:///{home / 'ledger.db'}", MAC_CHANNEL) as proc:
+        yield proc
+
+
+def _payments(proc: SwitchProcess) -> int:
+    engine = create_engine(proc.db_url)
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(s.payments)).scalar_one()
+    engine.dispose()
+    return count
+
+
+def _call(conn: IsoClient, fields: dict[str, str]) -> tuple[dict[str, str], bytes]:
+    conn.send(fields)
+    raw = conn.recv_raw()
+    return decode_message(raw), raw
+
+
+def test_macd_requests_are_served_and_answers_are_macd(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        response, raw = _call(conn, c.network("001"))
+        assert response["39"] == "00"
+        assert "128" in response and mac_ok(raw, TAK)  # DE 70 needs the secondary bitmap
+        response, raw = _call(conn, c.payment("1000002", 700))
+        assert response["39"] == "00" and "64" in response and mac_ok(raw, TAK)
+        # A reversal has a secondary bitmap: its MAC goes in DE 128.
+        payment = c.payment("1000002", 300)
+        assert _call(conn, payment)[0]["39"] == "00"
+        response, raw = _call(conn, c.reversal(payment))
+        assert response["39"] == "00" and "128" in response and mac_ok(raw, TAK)
+
+
+@pytest.mark.parametrize("problem", ["missing", "wrong"])
+def test_missing_or_wrong_mac_gets_63_and_moves_no_money(
+    switch: SwitchProcess, problem: str
+) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        assert _call(conn, c.network("001"))[0]["39"] == "00"
+    before = _payments(switch)
+    request = c.payment("1000002", 100)
+    if problem == "wrong":
+        request = {**c.with_mac(request, TAK)}
+        request["64"] = "0123456789ABCDEF"
+    with IsoClient(switch.ports["atm_mac"]) as conn:
+        response, raw = _call(conn, request)
+    assert response["39"] == "63"
+    assert mac_ok(raw, TAK)  # even a refusal is MACed
+    assert _payments(switch) == before
+
+
+def test_terminal_without_a_mac_key_gets_63(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        response, _ = _call(conn, c.network("001", terminal="ATM00002"))
+    assert response["39"] == "63"
