@@ -67,7 +67,9 @@ def sqlite_switch(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
         yield proc
 
 
-@pytest.mark.parametrize(("channel", "requests"), [("atm", _atm_requests), ("host", _host_requests)])
+@pytest.mark.parametrize(
+    ("channel", "requests"), [("atm", _atm_requests), ("host", _host_requests)]
+)
 def test_wireshark_decodes_the_switch_traffic(
     sqlite_switch: SwitchProcess, tmp_path: Path, channel: str, requests
 ) -> None:
