@@ -105,6 +105,7 @@ class SwitchApp:
             timezone=s.timezone,
             hsm=self.hsm,
             keys=lambda: self._keys,
+            set_keys=self.set_keys,
             key_grace=s.hsm.key_grace,
         )
         self.pipeline = Pipeline(self.services)

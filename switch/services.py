@@ -28,4 +28,5 @@ class Services:
     timezone: str
     hsm: Hsm
     keys: Callable[[], KeyRing]
+    set_keys: Callable[[KeyRing], None]
     key_grace: float = 300.0

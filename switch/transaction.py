@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from iso.dialect import base_mti, response_mti
 from switch.errors import FormatError
@@ -24,7 +25,7 @@ class Origin:
 # echoed: responses are stored for retransmissions, and a full PAN never is.
 _FINANCIAL = ("3", "4", "7", "11", "12", "13", "32", "37", "41", "42", "49")
 ECHO: dict[str, tuple[str, ...]] = {
-    "0800": ("7", "11", "32", "41", "70"),
+    "0800": ("7", "11", "32", "41", "53", "70"),
     "0100": _FINANCIAL,
     "0200": _FINANCIAL,
     "0220": _FINANCIAL,
@@ -40,6 +41,7 @@ class Transaction:
     origin: Origin
     received_at: datetime
     raw: bytes = b""  # the request as received (MTI onwards), for its MAC
+    mac_key: Any = None  # the key that verified the request's MAC
     mti: str = ""
     processing: str = ""  # first two digits of DE 3
     terminal: Terminal | None = None

@@ -32,17 +32,29 @@ class Reads:
 
     def run(self, query: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run ``query(conn, *args)`` in a read transaction on the pool."""
+        return self._submit(self._read, query, *args)
+
+    def _submit(self, call: Callable[..., T], *args: Any) -> Deferred[T]:
         if self._pending >= self._queue_max:
             metrics.SHED.inc()
             return fail(Overloaded("read queue full"))
         self._pending += 1
-        d = deferToThreadPool(self._reactor, self._pool, self._read, query, *args)
+        d = deferToThreadPool(self._reactor, self._pool, call, *args)
         d.addBoth(self._done)
         return d
+
+    def transaction(self, work: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run ``work(conn, *args)`` in a committed transaction (small writes that are
+        not money, such as a key change), on the same bounded pool."""
+        return self._submit(self._write, work, *args)
 
     def _read(self, query: Callable[..., T], *args: Any) -> T:
         with self._engine.connect() as conn:
             return query(conn, *args)
+
+    def _write(self, work: Callable[..., T], *args: Any) -> T:
+        with self._engine.begin() as conn:
+            return work(conn, *args)
 
     def _done(self, result: Any) -> Any:
         self._pending -= 1

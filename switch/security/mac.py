@@ -48,6 +48,7 @@ async def check_mac(t: Transaction, sv: Services) -> None:
     data = t.raw[:-8]
     for key in keys:
         if await sv.hsm.verify_mac(key, data, mac, algorithm, padding):
+            t.mac_key = key  # the answer goes back under the key the terminal used
             return
     raise SecurityViolation("MAC wrong")
 
@@ -56,7 +57,7 @@ async def sign(t: Transaction, sv: Services, response: dict[str, str]) -> dict[s
     """The response with its MAC, where the channel wants one and the terminal has a key."""
     if t.origin.mac == "none" or t.terminal is None:
         return response
-    key = sv.keys().active(_owner(t), MAC_KEY[t.origin.kind])
+    key = t.mac_key or sv.keys().active(_owner(t), MAC_KEY[t.origin.kind])
     if key is None:
         return response
     fields = {k: v for k, v in response.items() if k not in ("64", "128")}

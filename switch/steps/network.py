@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from switch.errors import NotSupported
+from switch.security.key_change import key_change
 from switch.services import Services
 from switch.transaction import Transaction
 
@@ -21,10 +22,13 @@ def _echo(t: Transaction, sv: Services) -> None:
     """An echo test only proves the link is alive."""
 
 
+KEY_CHANGE = "161"
 ACTIONS = {"001": _sign_on, "002": _sign_off, "301": _echo}
 
 
 async def network_management(t: Transaction, sv: Services) -> dict[str, str]:
+    if t.field("70") == KEY_CHANGE:
+        return await key_change(t, sv)
     action = ACTIONS.get(t.field("70"))
     if action is None:
         raise NotSupported("network management code not supported")

@@ -78,3 +78,48 @@ def test_terminal_without_a_mac_key_gets_63(switch: SwitchProcess) -> None:
     with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
         response, _ = _call(conn, c.network("001", terminal="ATM00002"))
     assert response["39"] == "63"
+
+
+TMK = bytes.fromhex("0123456789ABCDEF1032547698BADCFE")  # demo, test-only
+
+
+def test_key_change_gives_a_new_tak_under_the_tmk(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """0800/161: the new TAK arrives under the TMK with its check value; the new key works
+    at once and the old one keeps working during the grace period."""
+    from hsm_sim.crypto.des import decrypt_ecb
+    from hsm_sim.crypto.kcv import kcv_des
+    from iso.bill_data import parse_bill_data
+
+    home = tmp_path_factory.mktemp("keychange")
+    with SwitchProcess.start(home, f"sqlite:///{home / 'ledger.db'}", MAC_CHANNEL) as proc:
+        with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
+            assert _call(conn, c.network("001"))[0]["39"] == "00"
+            response, raw = _call(conn, {**c.network("161"), "53": "0002000000000000"})
+            assert response["39"] == "00" and mac_ok(raw, TAK)  # answered under the old key
+            tags = parse_bill_data(response["48"])
+            new_tak = decrypt_ecb(TMK, bytes.fromhex(tags["KY"]))
+            assert kcv_des(new_tak)[:3].hex().upper() == tags["KC"]
+            assert new_tak != TAK
+        with IsoClient(proc.ports["atm_mac"], mac_key=new_tak) as conn:
+            response, raw = _call(conn, c.payment("1000002", 100))
+            assert response["39"] == "00" and mac_ok(raw, new_tak)
+        with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:  # in flight: grace
+            response, raw = _call(conn, c.payment("1000002", 100))
+            assert response["39"] == "00" and mac_ok(raw, TAK)
+        engine = create_engine(proc.db_url)
+        with engine.connect() as db:
+            states = (
+                db.execute(
+                    select(s.keys.c.state).where(s.keys.c.key_type == "TAK").order_by(s.keys.c.id)
+                )
+                .scalars()
+                .all()
+            )
+        engine.dispose()
+        assert states == ["retiring", "active"]
+
+
+def test_key_change_needs_a_valid_key_index(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        response, _ = _call(conn, {**c.network("161"), "53": "0009000000000000"})
+    assert response["39"] == "30"
