@@ -1,4 +1,4 @@
-"""The ``billswitch`` command: run, migrate, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, hsm-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from switch import keys_cli
 from switch.config import ConfigError, Settings, load
 
 
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "loadtest", help="the load generator (see: billswitch loadtest --help)", add_help=False
     )
+    sub.add_parser(
+        "hsm-sim", help="the payShield-protocol HSM simulator (see: --help)", add_help=False
+    )
+    _common(keys_cli.add_arguments(sub))
     return parser
 
 
@@ -106,7 +111,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "migrate": cmd_migrate}
+def cmd_keys(args: argparse.Namespace) -> int:
+    from switch.ledger.database import make_engine, migrate
+
+    settings = _settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url())
+    migrate(engine)
+    try:
+        return keys_cli.run(args, engine)
+    except (keys_cli.KeyCommandError, ValueError) as exc:
+        return keys_cli.fail(str(exc))
+
+
+COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "keys": cmd_keys}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest.cli import main as loadtest_main
 
         return loadtest_main(argv[1:])
+    if argv[:1] == ["hsm-sim"]:
+        from hsm_sim.__main__ import main as hsm_sim_main
+
+        return hsm_sim_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
