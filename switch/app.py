@@ -41,7 +41,7 @@ from switch.sessions import SignOns
 log = structlog.get_logger(__name__)
 
 
-def prepare_database(settings: Settings) -> tuple[Engine, Engine]:
+def prepare_database(settings: Settings, hasher: Hasher) -> tuple[Engine, Engine]:
     """Migrate, load demo data into an empty database; returns (write, read) engines."""
     settings.home.mkdir(parents=True, exist_ok=True)
     url = settings.db_url()
@@ -54,6 +54,9 @@ def prepare_database(settings: Settings) -> tuple[Engine, Engine]:
         if settings.demo_data and demo.needs_demo_keys(conn):
             demo.load_demo_keys(conn)
             log.info("demo keys loaded (test LMK, test-only)")
+        if settings.demo_data and demo.needs_demo_card(conn):
+            demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
+            log.info("demo on-us card loaded (test-only)")
         ensure_accounts(conn)
     return writer_engine, make_engine(url, write=False)
 
@@ -80,7 +83,8 @@ class SwitchApp:
 
     def prepare(self) -> None:
         s = self.settings
-        self.engine, self.read_engine = prepare_database(s)
+        hasher = Hasher(load_or_create_key(s.home / "hash.key"))
+        self.engine, self.read_engine = prepare_database(s, hasher)
         with self.read_engine.connect() as conn:
             self._reference = load_reference(conn)
             self._keys = load_keys(conn)
@@ -100,13 +104,15 @@ class SwitchApp:
             reads=self.reads,
             writer=self.writer,
             router=Router({"held": held}),
-            hasher=Hasher(load_or_create_key(s.home / "hash.key")),
+            hasher=hasher,
             cutover=s.cutover,
             timezone=s.timezone,
             hsm=self.hsm,
             keys=lambda: self._keys,
             set_keys=self.set_keys,
             key_grace=s.hsm.key_grace,
+            issuer_bins=s.issuer.bins,
+            pin_tries=s.issuer.pin_tries,
         )
         self.pipeline = Pipeline(self.services)
 

@@ -153,3 +153,47 @@ def load_demo_keys(conn: Connection) -> None:
 
 def needs_demo_keys(conn: Connection) -> bool:
     return conn.execute(select(func.count()).select_from(s.keys)).scalar_one() == 0
+
+
+# The on-us wallet card (test-only): PAN and PIN are published in the README.
+DEMO_CARD_PAN = "9990001000000001"
+DEMO_CARD_PIN = "1234"
+DEMO_WALLET_FUNDS = 1_000_000
+
+
+def needs_demo_card(conn: Connection) -> bool:
+    return conn.execute(select(func.count()).select_from(s.cards)).scalar_one() == 0
+
+
+def load_demo_card(conn: Connection, pan_hash: str) -> None:
+    """The card's PVV (made with the demo PVK, as card issuance would), its wallet, funds."""
+    from datetime import UTC, date, datetime
+
+    from hsm_sim.crypto.pin_verify import visa_pvv
+    from switch.cardholder import mask_pan
+    from switch.ledger.accounts import ensure_account
+    from switch.ledger.journal import Posting, post_all
+
+    pvk = bytes.fromhex(next(k for o, n, k in DEMO_KEYS if n == "PVK"))
+    wallet = f"WAL:{pan_hash[:16]}"
+    ensure_account(conn, wallet, "wallet", "issuer", "944")
+    ensure_account(conn, "FUNDING:944", "wallet_funding", "issuer", "944")
+    conn.execute(
+        insert(s.cards),
+        [
+            {
+                "pan_hash": pan_hash,
+                "masked_pan": mask_pan(DEMO_CARD_PAN),
+                "pvki": "1",
+                "pvv": visa_pvv(pvk, DEMO_CARD_PAN, "1", DEMO_CARD_PIN),
+                "wallet_account": wallet,
+                "currency": "944",
+                "pin_tries": 0,
+                "status": "active",
+            }
+        ],
+    )
+    legs = (("FUNDING:944", DEMO_WALLET_FUNDS), (wallet, -DEMO_WALLET_FUNDS))
+    post_all(
+        conn, [Posting("wallet_funding", None, None, "944", date.today(), legs)], datetime.now(UTC)
+    )

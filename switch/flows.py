@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from switch.security import mac
+from switch.security import cards, mac
 from switch.services import Services
 from switch.steps import checks, inquiry, network, payment, reconciliation, reversal
 from switch.transaction import Transaction
@@ -38,7 +38,8 @@ FLOWS: dict[tuple[str, str | None], Flow] = {
     ("0200", "31"): _INQUIRY,
     ("0200", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),
-        _ENTRY + (checks.bill_data, checks.route, checks.amount, payment.pay),
+        _ENTRY
+        + (checks.bill_data, checks.route, checks.amount, cards.verify_on_us_pin, payment.pay),
     ),
     ("0220", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),

@@ -30,3 +30,5 @@ class Services:
     keys: Callable[[], KeyRing]
     set_keys: Callable[[KeyRing], None]
     key_grace: float = 300.0
+    issuer_bins: tuple[str, ...] = ()
+    pin_tries: int = 3

@@ -42,6 +42,7 @@ class Transaction:
     received_at: datetime
     raw: bytes = b""  # the request as received (MTI onwards), for its MAC
     mac_key: Any = None  # the key that verified the request's MAC
+    wallet: str | None = None  # the on-us wallet account paying, once its PIN verified
     mti: str = ""
     processing: str = ""  # first two digits of DE 3
     terminal: Terminal | None = None

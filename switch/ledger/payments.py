@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, case, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, tuple_, update
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
@@ -66,6 +66,7 @@ class PaymentOrder(BatchOrder):
     rrn: str | None = None
     masked_pan: str | None = None
     pan_hash: str | None = None
+    wallet: str | None = None  # an on-us card's wallet account pays instead of the acquirer
 
     @property
     def account_key(self) -> AccountKey:
@@ -83,7 +84,8 @@ class PaymentOrder(BatchOrder):
         # An account with an open debt is known; only the others need a look-up.
         with_debts = {k for k, found in debts.items() if found}
         known = with_debts | _known_customers(conn, keys - with_debts)
-        decisions = [_decide(p, known, debts) for p in payments]
+        funds = _wallet_funds(conn, {p.wallet for p in payments if p.wallet})
+        decisions = [_decide(p, known, debts, funds) for p in payments]
         approved = [(p, d) for p, d in zip(payments, decisions, strict=True) if d.code == "00"]
         _write(conn, approved, now)
         return decisions
@@ -108,6 +110,17 @@ _OPEN = (
     .order_by(_d.period, _d.id)
     .with_for_update()
 )
+_e = s.entries.c
+_LOCK_CARDS = (
+    select(s.cards.c.pan_hash)
+    .where(s.cards.c.wallet_account.in_(bindparam("wallets", expanding=True)))
+    .with_for_update()
+)
+_WALLET_BALANCES = (
+    select(_e.account_code, func.sum(_e.amount))
+    .where(_e.account_code.in_(bindparam("wallets", expanding=True)))
+    .group_by(_e.account_code)
+)
 _INSERT_PAYMENTS = insert(s.payments).returning(s.payments.c.id, sort_by_parameter_order=True)
 
 
@@ -127,8 +140,18 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
     return result
 
 
-def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict) -> Outcome:
-    """Approve or decline against the open debts, consuming them in memory when approved."""
+def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, int]:
+    """What each wallet holds (its credit balance), its card row locked until commit."""
+    if not wallets:
+        return {}
+    conn.execute(_LOCK_CARDS, {"wallets": list(wallets)}).all()
+    held = dict(conn.execute(_WALLET_BALANCES, {"wallets": list(wallets)}).all())
+    return {w: -int(held.get(w, 0)) for w in wallets}
+
+
+def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -> Outcome:
+    """Approve or decline against the open debts (and an on-us wallet's funds), consuming
+    them in memory when approved."""
     open_debts = [x for x in debts.get(p.account_key, []) if not p.period or x.period == p.period]
     due = sum(x.open for x in open_debts)
     if not p.advice:
@@ -136,6 +159,10 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict) -> Outcome:
             return Outcome("14")
         if amount_rule_violation(p.biller, p.amount, due):  # type: ignore[arg-type]
             return Outcome("13", {"due": due})
+    if p.wallet:
+        if funds[p.wallet] < p.amount + p.fee:
+            return Outcome("51")
+        funds[p.wallet] -= p.amount + p.fee
     paid = allocate([(x.id, x.open) for x in open_debts], p.amount)
     by_id = {x.id: x for x in open_debts}
     for debt_id, amount in paid:
@@ -209,7 +236,7 @@ def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]
 
 
 def _postings(conn: Connection, p: PaymentOrder, o: Outcome) -> list[Posting]:
-    receivable = acc.acquirer_receivable(p.key.acquirer_id, p.currency)
+    receivable = p.wallet or acc.acquirer_receivable(p.key.acquirer_id, p.currency)
     if p.biller:
         payable = acc.biller_payable(p.biller.code, p.currency)
     else:  # an advice in suspense may be in a currency no biller uses

@@ -50,6 +50,7 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
         rrn=t.request.get("37"),
         masked_pan=mask_pan(pan) if pan else None,
         pan_hash=sv.hasher.pan(pan) if pan else None,
+        wallet=t.wallet,
     )
 
 

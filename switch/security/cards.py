@@ -1,0 +1,118 @@
+"""On-us cards: the network's own wallet cards, whose PINs the switch verifies.
+
+A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
+under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
+with the issuer's PVK), so the switch never sees the PIN. Wrong PINs are
+counted (55, then 75 once the limit is reached; a right PIN resets the count)
+and the payment is then paid from the card's wallet account in the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select, update
+
+from hsm_sim.interface import PinBlock
+from switch.errors import Decline, IncorrectPin, PinTriesExceeded, SecurityViolation
+from switch.ledger import schema as s
+from switch.security.keystore import ISSUER, owner_of
+from switch.services import Services
+from switch.transaction import Transaction
+
+PIN_KEY = {"ATM": "TPK", "POS": "TPK", "HOST": "ZPK"}
+DEFAULT_PIN_FORMAT = "01"  # ISO 9564 format 0
+
+
+class UnknownCard(Decline):
+    """An on-us card the issuer does not have, or one that is not active."""
+
+    code = "05"
+
+
+@dataclass(frozen=True)
+class Card:
+    pan_hash: str
+    pvki: str
+    pvv: str
+    wallet_account: str
+    currency: str
+    pin_tries: int
+    active: bool
+
+
+_card = s.cards.c
+
+
+def load_card(conn: Connection, pan_hash: str) -> Card | None:
+    row = conn.execute(select(s.cards).where(_card.pan_hash == pan_hash)).first()
+    if row is None:
+        return None
+    return Card(
+        row.pan_hash,
+        row.pvki,
+        row.pvv,
+        row.wallet_account,
+        row.currency,
+        row.pin_tries,
+        row.status == "active",
+    )
+
+
+def count_try(conn: Connection, pan_hash: str, right: bool) -> int:
+    """Record a PIN try; returns the wrong tries counted after it."""
+    tries = 0 if right else _card.pin_tries + 1
+    conn.execute(update(s.cards).where(_card.pan_hash == pan_hash).values(pin_tries=tries))
+    return conn.execute(select(_card.pin_tries).where(_card.pan_hash == pan_hash)).scalar_one()
+
+
+def is_on_us(pan: str, bins: tuple[str, ...]) -> bool:
+    return any(pan.startswith(b) for b in bins)
+
+
+async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
+    """For on-us cards: the PIN must verify before money moves; sets ``t.wallet``."""
+    pan = t.request.get("2", "")
+    if not pan or not is_on_us(pan, sv.issuer_bins):
+        return
+    card = await sv.reads.run(load_card, sv.hasher.pan(pan))
+    if card is None or not card.active:
+        raise UnknownCard("unknown or inactive on-us card")
+    if card.pin_tries >= sv.pin_tries:
+        raise PinTriesExceeded("PIN tries exceeded")
+    if not t.request.get("52"):
+        raise IncorrectPin("PIN block missing")
+    right = await sv.hsm.verify_pin_pvv(
+        _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
+    )
+    if right and card.pin_tries == 0:
+        t.wallet = card.wallet_account
+        return
+    tries = await sv.reads.transaction(count_try, card.pan_hash, right)
+    if right:
+        t.wallet = card.wallet_account
+        return
+    if tries >= sv.pin_tries:
+        raise PinTriesExceeded("PIN tries exceeded")
+    raise IncorrectPin("PIN does not verify")
+
+
+def _pin_block(t: Transaction) -> PinBlock:
+    control = t.request.get("53", "")
+    return PinBlock(t.request["52"], control[:2] if control[:2].isdigit() else DEFAULT_PIN_FORMAT)
+
+
+def _pin_key(t: Transaction, sv: Services):  # type: ignore[no-untyped-def]
+    assert t.terminal is not None
+    owner = owner_of(t.terminal.acquirer_id, t.terminal.terminal_id)
+    key = sv.keys().active(owner, PIN_KEY[t.origin.kind])
+    if key is None:
+        raise SecurityViolation("no PIN key for this terminal")
+    return key
+
+
+def _pvk(sv: Services):  # type: ignore[no-untyped-def]
+    key = sv.keys().active(ISSUER, "PVK")
+    if key is None:
+        raise SecurityViolation("the issuer has no PVK")
+    return key

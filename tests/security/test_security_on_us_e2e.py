@@ -1,0 +1,102 @@
+"""On-us wallet card payments from ATM00001: PIN through the HSM, tries counted, wallet debited.
+
+Test-only demo values (README): card 9990001000000001, PIN 1234, wallet 1000000
+in 944; the PIN block is ISO format 0 under the terminal's demo TPK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from hsm_sim.crypto.des import encrypt_ecb
+from hsm_sim.crypto.pinblock import make_iso0
+from switch.ledger import schema as s
+from tests import client as c
+from tests.client import IsoClient
+from tests.switch_process import SwitchProcess
+
+TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+TAK = bytes.fromhex("FEDCBA98765432100123456789ABCDEF")
+PAN = "9990001000000001"
+MAC_CHANNEL = '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
+
+
+@pytest.fixture
+def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwitchProcess]:
+    home = tmp_path_factory.mktemp("onus")
+    with SwitchProcess.start(home, f"sqlite:///{home / 'ledger.db'}", MAC_CHANNEL) as proc:
+        yield proc
+
+
+def _pay(conn: IsoClient, pin: str, amount: int = 1000, account: str = "1000002") -> str:
+    request = c.payment(account, amount)
+    block = encrypt_ecb(TPK, make_iso0(pin, PAN)).hex().upper()
+    request.update({"2": PAN, "52": block, "53": "0100000000000000", "14": "3012"})
+    return conn.call(request)["39"]
+
+
+def _wallet_and_payments(proc: SwitchProcess) -> tuple[int, int]:
+    engine = create_engine(proc.db_url)
+    with engine.connect() as db:
+        wallet = db.execute(select(s.cards.c.wallet_account)).scalar_one()
+        balance = db.execute(
+            select(func.sum(s.entries.c.amount)).where(s.entries.c.account_code == wallet)
+        ).scalar_one()
+        payments = db.execute(select(func.count()).select_from(s.payments)).scalar_one()
+    engine.dispose()
+    return -balance, payments
+
+
+def test_right_pin_pays_from_the_wallet(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert _pay(conn, "1234", 1000) == "00"
+    assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
+
+
+def test_wrong_pins_get_55_then_75_and_move_no_money(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert _pay(conn, "9999") == "55"
+        assert _pay(conn, "1234") == "00"  # a right PIN resets the count
+        assert [_pay(conn, "0000") for _ in range(3)] == ["55", "55", "75"]
+        assert _pay(conn, "1234") == "75"  # blocked for PIN use now
+    assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
+
+
+def test_wallet_without_the_funds_gets_51(switch: SwitchProcess) -> None:
+    engine = create_engine(switch.db_url)
+    with engine.begin() as db:
+        db.execute(
+            text(
+                "insert into debts (biller_code, account, period, amount_original, amount_open)"
+                " values ('UTIL01', '1000050', '202611', 5000000, 5000000)"
+            )
+        )
+    engine.dispose()
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert _pay(conn, "1234", 1_000_001, account="1000050") == "51"
+        assert _pay(conn, "1234", 1_000_000, account="1000050") == "00"
+    assert _wallet_and_payments(switch) == (0, 1)
+
+
+def test_no_pan_or_pin_block_is_stored_or_logged(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert _pay(conn, "1234") == "00"
+        assert _pay(conn, "4321") == "55"
+    block = encrypt_ecb(TPK, make_iso0("1234", PAN)).hex().upper()
+    engine = create_engine(switch.db_url)
+    with engine.connect() as db:
+        names = [
+            r[0] for r in db.execute(text("select name from sqlite_master where type='table'"))
+        ]
+        dump = " ".join(repr(db.execute(text(f"select * from {n}")).all()) for n in names)
+    engine.dispose()
+    for secret in (PAN, block, "0123456789ABCDEFFEDCBA9876543210"):
+        assert secret not in dump.upper()
+        assert secret not in switch.log_text().upper()
