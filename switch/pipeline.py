@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import structlog
 from twisted.internet.defer import Deferred, succeed
 
+from hsm_sim.interface import HsmFailure
 from iso.dialect import encode_message
 from iso.errors import IsoFormatError
 from switch import metrics
@@ -66,6 +67,10 @@ class Pipeline:
         except Decline as decline:
             response = t.response(decline.code, {})
             self._log(t, decline.code, reason=str(decline))
+        except HsmFailure as exc:  # timeout, unreachable, or an HSM error code
+            log.error("HSM failed", mti=t.mti, stan=request.get("11"), error=type(exc).__name__)
+            metrics.TRANSACTIONS.labels(t.origin.channel, t.mti, "96").inc()
+            response = t.response("96", {})
         except Exception:
             log.exception("transaction failed", mti=t.mti, stan=request.get("11"))
             response = t.response("96", {})
