@@ -195,5 +195,5 @@ def load_demo_card(conn: Connection, pan_hash: str) -> None:
     )
     legs = (("FUNDING:944", DEMO_WALLET_FUNDS), (wallet, -DEMO_WALLET_FUNDS))
     post_all(
-        conn, [Posting("wallet_funding", None, None, "944", date.today(), legs)], datetime.now(UTC)
+        conn, [Posting("funding", None, None, "944", date.today(), legs)], datetime.now(UTC)
     )

@@ -16,6 +16,7 @@ from hsm_sim.crypto.pinblock import make_iso0
 from switch.ledger import schema as s
 from tests import client as c
 from tests.client import IsoClient
+from tests.conftest import BACKENDS, postgres_schema_url
 from tests.switch_process import SwitchProcess
 
 TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
@@ -24,11 +25,18 @@ PAN = "9990001000000001"
 MAC_CHANNEL = '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
 
 
-@pytest.fixture
-def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwitchProcess]:
+@pytest.fixture(params=BACKENDS)
+def switch(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SwitchProcess]:
     home = tmp_path_factory.mktemp("onus")
-    with SwitchProcess.start(home, f"sqlite:///{home / 'ledger.db'}", MAC_CHANNEL) as proc:
-        yield proc
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{home / 'ledger.db'}"])
+    else:
+        urls = postgres_schema_url()
+    for url in urls:
+        with SwitchProcess.start(home, url, MAC_CHANNEL) as proc:
+            yield proc
 
 
 def _pay(conn: IsoClient, pin: str, amount: int = 1000, account: str = "1000002") -> str:
@@ -92,9 +100,7 @@ def test_no_pan_or_pin_block_is_stored_or_logged(switch: SwitchProcess) -> None:
     block = encrypt_ecb(TPK, make_iso0("1234", PAN)).hex().upper()
     engine = create_engine(switch.db_url)
     with engine.connect() as db:
-        names = [
-            r[0] for r in db.execute(text("select name from sqlite_master where type='table'"))
-        ]
+        names = sorted(s.metadata.tables)
         dump = " ".join(repr(db.execute(text(f"select * from {n}")).all()) for n in names)
     engine.dispose()
     for secret in (PAN, block, "0123456789ABCDEFFEDCBA9876543210"):
