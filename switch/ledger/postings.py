@@ -28,7 +28,7 @@ from switch.ledger.orders import (
     key_clause,
 )
 from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
-from switch.ledger.reversals import ReversalOrder
+from switch.ledger.reversals import ReversalOrder, original_key, original_payments
 from switch.ledger.sql import insert_ignore_for
 
 __all__ = [
@@ -83,7 +83,7 @@ def record_batch(
         first.setdefault(order.key, i)
     new = [i for i, o in enumerate(orders) if o.key not in taken and first[o.key] == i]
     results: list[Recorded | None] = [None] * len(orders)
-    for stage in _stages(orders, new):
+    for stage in _stages(conn, orders, new):
         rows = []
         for i, outcome in zip(stage, _apply_stage(conn, orders, stage, now), strict=True):
             response = orders[i].respond(outcome)
@@ -140,11 +140,22 @@ def _insert_requests(conn: Connection, rows: list[dict]) -> None:
         raise ConcurrentRequest("a request key of this batch was recorded elsewhere meanwhile")
 
 
-def _stages(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
+def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[list[int]]:
+    """Payments, then reversals, each kind applied at once; or arrival order where that
+    would give another answer (a reversal before its own payment, or before a later
+    payment of the same account, which must see the debt the reversal reopened)."""
+    payments = [i for i in live if isinstance(orders[i], PaymentOrder)]
+    reversals = [i for i in live if isinstance(orders[i], ReversalOrder)]
+    if payments and reversals and len(payments) + len(reversals) == len(live):
+        if not _order_matters(conn, orders, payments, reversals):
+            return [payments, reversals]
+    return _runs(orders, live)
+
+
+def _runs(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
     """Arrival order, in stages: a run of consecutive orders of one batch kind is one
-    stage (applied at once); any other order is a stage alone. Each stage's request rows
-    are written before the next stage, so a reversal finds a payment approved earlier in
-    the batch and a payment sees a debt that a reversal before it restored."""
+    stage; any other order is a stage alone. Each stage's request rows are written
+    before the next stage, so later orders see what earlier ones did."""
     stages: list[list[int]] = []
     for i in live:
         kind = type(orders[i])
@@ -154,6 +165,29 @@ def _stages(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
         else:
             stages.append([i])
     return stages
+
+
+def _order_matters(
+    conn: Connection, orders: Sequence[Order], payments: list[int], reversals: list[int]
+) -> bool:
+    in_batch = {original_key(orders[i].key): i for i in payments}
+    stored = original_payments(conn, [orders[i].original for i in reversals])  # type: ignore[attr-defined]
+    first_reversal: dict[tuple[str, str], int] = {}
+    for i in reversals:
+        key = original_key(orders[i].original)  # type: ignore[attr-defined]
+        if key in in_batch:
+            if in_batch[key] > i:
+                return True
+            account = orders[in_batch[key]].account_key  # type: ignore[attr-defined]
+        elif key in stored:
+            account = (stored[key].biller_code, stored[key].account)
+        else:
+            continue
+        first_reversal.setdefault(account, i)
+    return any(
+        i > first_reversal.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
+        for i in payments
+    )
 
 
 def _apply_stage(

@@ -1,21 +1,29 @@
-"""Reversals (0400) and reversal advices (0420) of an earlier payment, full or partial."""
+"""Reversals (0400) and reversal advices (0420) of an earlier payment, full or partial.
+
+Like payments, a batch of reversals costs a fixed handful of statements: one
+locking read of the original payments, one read of their allocations, then
+bulk updates and postings. Several reversals of one payment in a batch are
+applied in order, in memory.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, case, select, update
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
-from switch.ledger.orders import Order, Outcome, RequestKey, key_clause
+from switch.ledger.orders import BatchOrder, Order, Outcome, RequestKey
+
+ORIGINAL_MTIS = ("0200", "0220")
 
 
 @dataclass
-class ReversalOrder(Order):
+class ReversalOrder(BatchOrder):
     """``kept`` is the amount the payer finally paid (DE 95); a reversal moves the
     payment's reversed amount up to ``amount - kept``. Reversing again to the
     same point changes nothing. Surplus first, then debts, newest first.
@@ -25,76 +33,178 @@ class ReversalOrder(Order):
     kept: int
     advice: bool
 
-    def apply(self, conn: Connection, now: datetime) -> Outcome:
-        payment = self._original_payment(conn)
+    @classmethod
+    def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
+        reversals: list[ReversalOrder] = list(orders)  # type: ignore[arg-type]
+        payments = original_payments(conn, [r.original for r in reversals])
+        allocations = _allocations(conn, {p.id for p in payments.values()})
+        work = _Work()
+        outcomes = [r._decide(payments, allocations, work) for r in reversals]
+        work.write(conn, now)
+        return outcomes
+
+    def _decide(self, payments: dict, allocations: dict, work: _Work) -> Outcome:
+        payment = payments.get(original_key(self.original))
         if payment is None:
             return Outcome("00" if self.advice else "25")
         target = payment.amount - min(max(self.kept, 0), payment.amount)
         delta = target - payment.reversed_amount
-        facts = {"payment_id": payment.id}
-        if delta <= 0:
-            return Outcome("00", facts)
-        self._restore_debts(conn, payment, target)
-        conn.execute(
-            update(s.payments).where(s.payments.c.id == payment.id).values(reversed_amount=target)
-        )
-        post_all(conn, self._postings(payment, delta, target), now)
-        return Outcome("00", facts)
+        if delta > 0:
+            _restore(payment, allocations.get(payment.id, []), target, work)
+            work.postings.extend(_postings(payment, delta, target, self.business_day))
+            payment.reversed_amount = target
+            work.reversed[payment.id] = target
+        return Outcome("00", {"payment_id": payment.id})
 
-    def _original_payment(self, conn: Connection) -> Any:
-        o = self.original
-        r = s.requests.c
-        payment_id = conn.execute(
-            select(r.payment_id).where(
-                key_clause(o.acquirer_id, o.terminal_id, o.stan, o.transmitted),
-                r.mti.in_(("0200", "0220")),
-                r.payment_id.is_not(None),
-            )
-        ).scalar()
-        if payment_id is None:
-            return None
-        return conn.execute(
-            select(s.payments).where(s.payments.c.id == payment_id).with_for_update()
-        ).one()
 
-    def _restore_debts(self, conn: Connection, payment: Any, target: int) -> None:
-        """Give debts back what the reversal takes from them, newest period first.
+@dataclass
+class _Payment:
+    id: int
+    acquirer_id: str
+    biller_code: str
+    account: str
+    debit_account: str  # what the payment debited: the acquirer's receivable or a wallet
+    amount: int
+    fee: int
+    currency: str
+    reversed_amount: int
 
-        The part of a payment that never went to a debt (an advice's surplus) is
-        taken back first; debts reopen only for what the payer no longer pays.
-        """
-        a, d = s.allocations.c, s.debts.c
-        rows = conn.execute(
-            select(a.debt_id, a.amount, a.reversed_amount)
-            .join(s.debts, d.id == a.debt_id)
-            .where(a.payment_id == payment.id)
-            .order_by(d.period.desc(), d.id.desc())
-        ).all()
-        surplus = payment.amount - sum(amount for _, amount, _ in rows)
-        left = max(0, target - surplus) - max(0, payment.reversed_amount - surplus)
-        for debt_id, amount, reversed_amount in rows:
-            back = min(amount - reversed_amount, left)
-            if back <= 0:
-                continue
+
+@dataclass
+class _Allocation:
+    debt_id: int
+    amount: int
+    reversed_amount: int
+
+
+class _Work:
+    """What a batch of reversals writes, gathered in memory first."""
+
+    def __init__(self) -> None:
+        self.reversed: dict[int, int] = {}  # payment id -> new reversed amount
+        self.debts_back: dict[int, int] = {}  # debt id -> amount reopened
+        self.allocations: dict[tuple[int, int], int] = {}  # (payment, debt) -> reversed
+        self.postings: list[Posting] = []
+
+    def write(self, conn: Connection, now: datetime) -> None:
+        if self.debts_back:
+            d = s.debts.c
+            back = case(self.debts_back, value=d.id)
             conn.execute(
-                update(s.debts).where(d.id == debt_id).values(amount_open=d.amount_open + back)
+                update(s.debts)
+                .where(d.id.in_(self.debts_back))
+                .values(amount_open=d.amount_open + back)
             )
             conn.execute(
-                update(s.allocations)
-                .where(a.payment_id == payment.id, a.debt_id == debt_id)
-                .values(reversed_amount=a.reversed_amount + back)
+                _UPDATE_ALLOCATION,
+                [
+                    {"b_payment": p, "b_debt": debt, "b_reversed": value}
+                    for (p, debt), value in self.allocations.items()
+                ],
             )
-            left -= back
+        if self.reversed:
+            p = s.payments.c
+            conn.execute(
+                update(s.payments)
+                .where(p.id.in_(self.reversed))
+                .values(reversed_amount=case(self.reversed, value=p.id))
+            )
+        post_all(conn, self.postings, now)
 
-    def _postings(self, payment: Any, delta: int, target: int) -> list[Posting]:
-        receivable = acc.acquirer_receivable(payment.acquirer_id, payment.currency)
-        if payment.biller_code:
-            payable = acc.biller_payable(payment.biller_code, payment.currency)
-        else:
-            payable = acc.suspense(payment.currency)
-        common = (payment.id, payment.acquirer_id, payment.currency, self.business_day)
-        result = [Posting("reversal", *common, ((receivable, -delta), (payable, delta)))]
-        if target == payment.amount and payment.fee:
-            legs = ((receivable, -payment.fee), (acc.fee_income(payment.currency), payment.fee))
-            result.append(Posting("fee_reversal", *common, legs))
-        return result
+
+_a, _r, _p, _d = s.allocations.c, s.requests.c, s.payments.c, s.debts.c
+_j, _e = s.journal.c, s.entries.c
+_UPDATE_ALLOCATION = (
+    update(s.allocations)
+    .where(_a.payment_id == bindparam("b_payment"), _a.debt_id == bindparam("b_debt"))
+    .values(reversed_amount=bindparam("b_reversed"))
+)
+_ORIGINALS = (
+    select(_r.acquirer_id, _r.terminal_id, _r.stan, _r.transmitted, _p, _e.account_code)
+    .join(s.payments, _p.id == _r.payment_id)
+    .join(s.journal, (_j.payment_id == _p.id) & (_j.kind == "payment"))
+    .join(s.entries, (_e.journal_id == _j.id) & (_e.amount > 0))
+    .where(
+        _r.stan.in_(bindparam("stans", expanding=True)),
+        _r.transmitted.in_(bindparam("times", expanding=True)),
+        _r.mti.in_(ORIGINAL_MTIS),
+    )
+    .with_for_update(of=s.payments)
+)
+_ALLOCATIONS = (
+    select(_a.payment_id, _a.debt_id, _a.amount, _a.reversed_amount)
+    .join(s.debts, _d.id == _a.debt_id)
+    .where(_a.payment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_d.period.desc(), _d.id.desc())
+)
+
+
+def original_key(key: RequestKey) -> tuple[str, str, str, str]:
+    return (key.acquirer_id, key.terminal_id, key.stan, key.transmitted)
+
+
+def original_payments(conn: Connection, keys: Sequence[RequestKey]) -> dict[tuple, _Payment]:
+    """The payments these keys name (by acquirer, terminal, STAN, DE 7), locked until commit."""
+    if not keys:
+        return {}
+    wanted = {original_key(k) for k in keys}
+    params = {"stans": list({k.stan for k in keys}), "times": list({k.transmitted for k in keys})}
+    found = {}
+    for row in conn.execute(_ORIGINALS, params):
+        key = (row.acquirer_id, row.terminal_id, row.stan, row.transmitted)
+        if key in wanted:
+            found[key] = _Payment(
+                row.id,
+                row.acquirer_id,
+                row.biller_code,
+                row.account,
+                row.account_code,
+                row.amount,
+                row.fee,
+                row.currency,
+                row.reversed_amount,
+            )
+    return found
+
+
+def _allocations(conn: Connection, payment_ids: set[int]) -> dict[int, list[_Allocation]]:
+    """Each payment's allocations, newest period first."""
+    result: dict[int, list[_Allocation]] = {}
+    if payment_ids:
+        for row in conn.execute(_ALLOCATIONS, {"ids": list(payment_ids)}):
+            result.setdefault(row.payment_id, []).append(
+                _Allocation(row.debt_id, row.amount, row.reversed_amount)
+            )
+    return result
+
+
+def _restore(payment: _Payment, allocations: list[_Allocation], target: int, work: _Work) -> None:
+    """Give debts back what the reversal takes from them, newest period first.
+
+    The part of a payment that never went to a debt (an advice's surplus) is
+    taken back first; debts reopen only for what the payer no longer pays.
+    """
+    surplus = payment.amount - sum(a.amount for a in allocations)
+    left = max(0, target - surplus) - max(0, payment.reversed_amount - surplus)
+    for a in allocations:
+        back = min(a.amount - a.reversed_amount, left)
+        if back <= 0:
+            continue
+        a.reversed_amount += back
+        work.debts_back[a.debt_id] = work.debts_back.get(a.debt_id, 0) + back
+        work.allocations[(payment.id, a.debt_id)] = a.reversed_amount
+        left -= back
+
+
+def _postings(payment: _Payment, delta: int, target: int, day) -> list[Posting]:  # type: ignore[no-untyped-def]
+    receivable = payment.debit_account  # the wallet of an on-us card gets its money back
+    if payment.biller_code:
+        payable = acc.biller_payable(payment.biller_code, payment.currency)
+    else:
+        payable = acc.suspense(payment.currency)
+    common = (payment.id, payment.acquirer_id, payment.currency, day)
+    result = [Posting("reversal", *common, ((receivable, -delta), (payable, delta)))]
+    if target == payment.amount and payment.fee:
+        legs = ((receivable, -payment.fee), (acc.fee_income(payment.currency), payment.fee))
+        result.append(Posting("fee_reversal", *common, legs))
+    return result

@@ -106,3 +106,15 @@ def test_no_pan_or_pin_block_is_stored_or_logged(switch: SwitchProcess) -> None:
     for secret in (PAN, block, "0123456789ABCDEFFEDCBA9876543210"):
         assert secret not in dump.upper()
         assert secret not in switch.log_text().upper()
+
+
+def test_reversal_gives_the_wallet_its_money_back(switch: SwitchProcess) -> None:
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        request = c.payment("1000002", 4000)
+        block = encrypt_ecb(TPK, make_iso0("1234", PAN)).hex().upper()
+        request.update({"2": PAN, "52": block, "53": "0100000000000000"})
+        assert conn.call(request)["39"] == "00"
+        assert _wallet_and_payments(switch) == (1_000_000 - 4000, 1)
+        assert conn.call(c.reversal(request, kept=1000))["39"] == "00"
+    assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
