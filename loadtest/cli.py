@@ -3,8 +3,14 @@
 - run: load a running switch (``--host/--port``), optionally check its ledger (``--db``);
 - compare (or ``run --echo``): the same workload against a bare echo server first,
   then the switch, and the ratio of their responses/s;
-- bench: like compare, but starts a switch itself on free ports (``make bench``);
+- bench: like compare, but starts a switch itself on free ports (``make bench``),
+  with the channels requiring MAC when ``--mac-key`` is given, and its HSM in
+  process (default), at ``--hsm-url``, or a simulator it starts (``--hsm-sim``);
 - echo-server: the baseline server alone.
+
+``--mac-key`` MACs every request and verifies every response (a bad one counts
+as error ``bad_mac``); ``--on-us PAN:PIN --tpk HEX`` makes payments on-us card
+payments with a PIN block; ``--terminals`` restricts the identities used.
 
 Exit codes: 0 run measured, 1 ledger check failed, 2 bad arguments,
 3 nothing measured (no response in the window), 130 interrupted.
@@ -15,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,14 +37,24 @@ from loadtest.config import (
     RunConfig,
     parse_accounts,
     parse_mix,
+    parse_terminals,
     parse_tpdu,
 )
 from loadtest.identity import CHANNELS
+from loadtest.security import (
+    MAC_KEY_LENGTHS,
+    PIN_KEY_LENGTHS,
+    OnUsCard,
+    on_us_card,
+    parse_card,
+    parse_key,
+)
 
 EXIT_OK, EXIT_LEDGER, EXIT_USAGE, EXIT_EMPTY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("run", "compare", "bench", "echo-server")
 T = TypeVar("T")
 HELP = argparse.ArgumentDefaultsHelpFormatter
+MAX_AMOUNT, ON_US_MAX_AMOUNT = 100, 1  # the demo wallet holds 1,000,000: keep on-us small
 
 
 class UsageError(Exception):
@@ -83,12 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a switch on free ports, then compare (make bench)",
         formatter_class=HELP,
     )
+    _bench_options(bench)
     bench.set_defaults(handler=cmd_bench)
     echo = commands.add_parser("echo-server", help="bare ISO 8583 responder (baseline)")
     echo.add_argument("--host", default="127.0.0.1")
     echo.add_argument("--port", type=int, default=9583, help="0 picks a free port")
     echo.add_argument("--framing", choices=("binary2", "ascii4"), default="binary2")
     echo.add_argument("--tpdu", action="store_true", help="frames carry a 5-byte TPDU")
+    echo.add_argument(
+        "--mac-key",
+        type=_checked(lambda text: parse_key(text, MAC_KEY_LENGTHS)),
+        metavar="HEX",
+        help="MAC every answer (X9.19) under this key",
+    )
     echo.set_defaults(handler=cmd_echo_server)
     return parser
 
@@ -119,7 +143,11 @@ def _workload_options() -> argparse.ArgumentParser:
         help="skip the start-up inquiries; pay any account, unbounded",
     )
     p.set_defaults(discover=True)
-    p.add_argument("--max-amount", type=int, default=100, help="largest payment, minor units")
+    p.add_argument(
+        "--max-amount",
+        type=int,
+        help=f"largest payment, minor units ({MAX_AMOUNT}; {ON_US_MAX_AMOUNT} with --on-us)",
+    )
     p.add_argument("--idle-connections", type=int, default=0, help="extra, signed on, held idle")
     p.add_argument("--framing", choices=("binary2", "ascii4"), default="binary2", help="length")
     p.add_argument("--tpdu", type=parse_tpdu, help="TPDU as 10 hex digits (POS channels)")
@@ -132,7 +160,63 @@ def _workload_options() -> argparse.ArgumentParser:
         help="before the run, add AMOUNT of debt to every account (needs --db)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    _security_options(p)
     return p
+
+
+def _security_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--terminals",
+        type=_checked(parse_terminals),
+        metavar="ID,...",
+        help="speak only as these terminals (e.g. ATM00001, the one with demo keys)",
+    )
+    p.add_argument(
+        "--mac-key",
+        type=_checked(lambda text: parse_key(text, MAC_KEY_LENGTHS)),
+        metavar="HEX",
+        help="TAK: X9.19 MAC on every request, every response's MAC verified",
+    )
+    p.add_argument(
+        "--on-us",
+        type=_checked(parse_card),
+        metavar="PAN:PIN",
+        help="payments are on-us card payments (DE 2, 52, 53) of this card (needs --tpk)",
+    )
+    p.add_argument(
+        "--tpk",
+        type=_checked(lambda text: parse_key(text, PIN_KEY_LENGTHS)),
+        metavar="HEX",
+        help="the terminal's PIN key: the PIN block (ISO format 0) is encrypted under it",
+    )
+
+
+def _bench_options(p: argparse.ArgumentParser) -> None:
+    hsm = p.add_mutually_exclusive_group()
+    hsm.add_argument(
+        "--hsm-url", help="the switch's HSM, e.g. tcp://127.0.0.1:1500 (default: in process)"
+    )
+    hsm.add_argument(
+        "--hsm-sim", action="store_true", help="start python -m hsm_sim and use it over TCP"
+    )
+    p.add_argument(
+        "--home",
+        type=Path,
+        help="the switch's home (default: a scratch folder); keep one per database for"
+        " --on-us, the card is registered under the first home's hash key",
+    )
+
+
+def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type whose ValueError message is shown as is (never the value: keys)."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def config_from(args: argparse.Namespace) -> RunConfig:
@@ -155,13 +239,27 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         "framing",
         "tpdu",
         "seed",
+        "terminals",
+        "mac_key",
     )
-    cfg = RunConfig(**{name: getattr(args, name) for name in fields})
+    values = {name: getattr(args, name) for name in fields}
+    if values["max_amount"] is None:
+        values["max_amount"] = ON_US_MAX_AMOUNT if args.on_us else MAX_AMOUNT
     try:
+        cfg = RunConfig(**values, on_us=_on_us(args))
         cfg.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return cfg
+
+
+def _on_us(args: argparse.Namespace) -> OnUsCard | None:
+    """The on-us card with its PIN block, from ``--on-us`` and ``--tpk`` (both or neither)."""
+    if args.on_us is None and args.tpk is None:
+        return None
+    if args.on_us is None or args.tpk is None:
+        raise ValueError("--on-us and --tpk go together: the PIN block is made under the TPK")
+    return on_us_card(*args.on_us, args.tpk)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -188,15 +286,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Start a switch of our own (free ports, ``--db`` or SQLite in a scratch home), compare."""
     from loadtest.switch_process import SwitchProcess
 
-    with tempfile.TemporaryDirectory(prefix="billswitch-bench-") as scratch:
-        home = Path(scratch)
-        with SwitchProcess(home, args.db) as switch:
-            cfg = replace(config_from(args), host="127.0.0.1", port=switch.ports[args.channel])
+    cfg = config_from(args)
+    with _bench_home(args.home) as home, _hsm_url(args, home) as hsm_url:
+        mac = cfg.mac_key is not None
+        with SwitchProcess(home, args.db, mac, hsm_url) as switch:
+            print(f"bench: switch pid {switch.pid}, home {home}", file=sys.stderr, flush=True)
+            cfg = replace(cfg, host="127.0.0.1", port=switch.ports[args.channel])
             db = args.db or f"sqlite:///{home / 'billswitch.db'}"
             args.db = db
             _maybe_seed(args, cfg)
+            _maybe_seed_card(db, cfg, home)
             compared = _compare(cfg)
         return _finish(args, db, *compared)
+
+
+def _maybe_seed_card(db: str, cfg: RunConfig, home: Path) -> None:
+    """Bench on-us runs: the demo card must be known under this switch's hash key."""
+    if cfg.on_us is None:
+        return
+    from loadtest.seed import seed_demo_card
+
+    if seed_demo_card(db, home, cfg.on_us.pan):
+        print("registered the demo card under this home's hash key (wallet 1000000)")
+
+
+@contextmanager
+def _bench_home(home: Path | None) -> Iterator[Path]:
+    """The given home, kept; or a scratch one, removed afterwards."""
+    if home is not None:
+        yield home.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="billswitch-bench-") as scratch:
+        yield Path(scratch)
+
+
+@contextmanager
+def _hsm_url(args: argparse.Namespace, home: Path) -> Iterator[str | None]:
+    """``--hsm-url`` as given, or the URL of a simulator started (and stopped) here."""
+    if not args.hsm_sim:
+        yield args.hsm_url
+        return
+    from loadtest.hsm_process import HsmSimProcess
+
+    with HsmSimProcess(home) as hsm:
+        print(f"bench: hsm_sim pid {hsm.pid} at {hsm.url}", file=sys.stderr, flush=True)
+        yield hsm.url
 
 
 def _compare(cfg: RunConfig) -> tuple[dict[str, Any], list[str], Any]:
@@ -204,7 +338,7 @@ def _compare(cfg: RunConfig) -> tuple[dict[str, Any], list[str], Any]:
     from loadtest.echo_process import EchoProcess
     from loadtest.runner import run_load
 
-    with EchoProcess(cfg.framing, cfg.tpdu is not None) as echo:
+    with EchoProcess(cfg.framing, cfg.tpdu is not None, cfg.mac_key) as echo:
         echo_cfg = replace(cfg, host="127.0.0.1", port=echo.port, discover=False)
 
         async def both(reactor: Any) -> tuple[Any, Any]:
@@ -234,7 +368,7 @@ def _finish(
 def cmd_echo_server(args: argparse.Namespace) -> int:
     from loadtest.echo_server import serve
 
-    return serve(args.host, args.port, args.framing, args.tpdu)
+    return serve(args.host, args.port, args.framing, args.tpdu, args.mac_key)
 
 
 def _maybe_seed(args: argparse.Namespace, cfg: RunConfig) -> None:

@@ -5,11 +5,15 @@ request waits under its match key (DE 41 + 11, or DE 11 + 7 + 32 for a host)
 and has its own timer. Every request ends in exactly one ``Reply`` - a
 response, a timeout or a lost connection - and never in an errback, so the
 traffic code has one path to count and no unhandled-error noise.
+
+With a MAC key every message we send is MACed (X9.19), and a response whose
+MAC is missing or wrong ends its request as ``bad_mac``: a terminal must not
+trust it, so its outcome is as unknown to us as after a timeout.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -22,20 +26,33 @@ from iso.dialect import decode_message, encode_message, response_mti
 from iso.errors import IsoFormatError
 from iso.framing import FrameDecoder, LengthPrefix, encode_frame, swap_tpdu
 from loadtest.identity import Identity
+from loadtest.security import mac_ok, signed_message
 from loadtest.stats import OK, TIMEOUT
 from loadtest.workload import MatchKey, match_key
 
 LOST = "lost"
 ERROR = "error"
+BAD_MAC = "bad_mac"
 
 
 @dataclass(frozen=True)
 class Framing:
-    """Length prefix and optional TPDU of the target channel."""
+    """Length prefix, optional TPDU and optional MAC key (TAK) of the target channel."""
 
     prefix: LengthPrefix
     tpdu: bytes | None = None
     max_frame: int = 8192
+    mac_key: bytes | None = field(default=None, repr=False)
+
+    def encode(self, fields: dict[str, str]) -> bytes:
+        """The message as it goes on the wire: MACed when we have a key."""
+        if self.mac_key is None:
+            return encode_message(fields)
+        return signed_message(fields, self.mac_key)
+
+    def authentic(self, payload: bytes, fields: dict[str, str]) -> bool:
+        """Whether a received message carries our MAC (always, without a key)."""
+        return self.mac_key is None or mac_ok(payload, fields, self.mac_key)
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,9 @@ class TerminalProtocol(Protocol):
         if key in self._pending:
             return _fired(Reply(ERROR, self._clock.seconds()))
         try:
-            frame = encode_frame(self._framing.prefix, encode_message(fields), self._framing.tpdu)
+            frame = encode_frame(
+                self._framing.prefix, self._framing.encode(fields), self._framing.tpdu
+            )
         except IsoFormatError:
             return _fired(Reply(ERROR, self._clock.seconds()))
         deferred: Deferred[Reply] = Deferred()
@@ -142,6 +161,9 @@ class TerminalProtocol(Protocol):
             return
         deferred, timer = entry
         timer.cancel()
+        if not self._framing.authentic(payload, fields):
+            deferred.callback(Reply(BAD_MAC, self._clock.seconds()))
+            return
         deferred.callback(Reply(OK, self._clock.seconds(), fields))
 
     def _answer(self, fields: dict[str, str], tpdu: bytes | None) -> None:
@@ -149,7 +171,7 @@ class TerminalProtocol(Protocol):
         try:
             response = {k: v for k, v in fields.items() if k not in ("p", "1")}
             response |= {"t": response_mti(fields["t"]), "39": "00"}
-            payload = encode_message(response)
+            payload = self._framing.encode(response)
             out_tpdu = swap_tpdu(tpdu) if tpdu else None
             self.transport.write(encode_frame(self._framing.prefix, payload, out_tpdu))
             self.counters.answered += 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from iso.framing import PREFIXES, TPDU_SIZE
-from loadtest.identity import CHANNELS
+from loadtest.identity import CHANNELS, identities
+from loadtest.security import OnUsCard
 from loadtest.workload import KINDS
 
 DEFAULT_MIX = "inquiry=20,payment=70,reversal=10"
@@ -40,6 +41,14 @@ def parse_accounts(text: str) -> list[str]:
     return list(dict.fromkeys(accounts))
 
 
+def parse_terminals(text: str) -> tuple[str, ...]:
+    """``ATM00001,ATM00002`` -> the terminal ids a run may speak as."""
+    terminals = tuple(dict.fromkeys(filter(None, (p.strip() for p in text.split(",")))))
+    if not terminals:
+        raise ValueError("no terminals given")
+    return terminals
+
+
 def parse_tpdu(text: str | None) -> bytes | None:
     """TPDU as 10 hex digits (e.g. 6000010000), or None for channels without one."""
     if not text:
@@ -71,9 +80,13 @@ class RunConfig:
     framing: str = "binary2"
     tpdu: bytes | None = None
     seed: int | None = None
+    terminals: tuple[str, ...] | None = None  # None: every terminal of the channel
+    mac_key: bytes | None = field(default=None, repr=False)  # TAK: MAC out, verify in
+    on_us: OnUsCard | None = field(default=None, repr=False)  # card fields on payments
 
     def validate(self) -> None:
         """Refuse settings that would make a run meaningless or unbounded."""
+        self._validate_terminals()
         checks = [
             (self.channel in CHANNELS, f"channel must be one of {', '.join(CHANNELS)}"),
             (self.framing in PREFIXES, f"framing must be one of {', '.join(PREFIXES)}"),
@@ -89,6 +102,12 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def _validate_terminals(self) -> None:
+        if self.terminals and self.channel == "host":
+            raise ValueError("a host link has no terminals to choose from")
+        if self.channel in CHANNELS:
+            identities(self.channel, self.terminals)  # raises for an unknown terminal
 
     @property
     def mode(self) -> str:

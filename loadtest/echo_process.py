@@ -23,9 +23,12 @@ START_TIMEOUT_S = 15.0
 class EchoProcess:
     """A running echo server child; use as a context manager so it is always stopped."""
 
-    def __init__(self, framing: str = "binary2", tpdu: bool = False) -> None:
+    def __init__(
+        self, framing: str = "binary2", tpdu: bool = False, mac_key: bytes | None = None
+    ) -> None:
         command = [sys.executable, "-m", "loadtest", "echo-server", "--port", "0"]
         command += ["--framing", framing] + (["--tpdu"] if tpdu else [])
+        command += ["--mac-key", mac_key.hex().upper()] if mac_key else []
         self._proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=PROJECT_ROOT
         )

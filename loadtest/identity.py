@@ -43,8 +43,19 @@ class Identity:
         return self.terminal or ""
 
 
-def identities(channel: str) -> list[Identity]:
-    """The identities a channel's connections rotate over."""
+def identities(channel: str, only: tuple[str, ...] | None = None) -> list[Identity]:
+    """The identities a channel's connections rotate over; ``only`` keeps those terminals."""
+    every = channel_identities(channel)
+    if not only:
+        return every
+    unknown = sorted(set(only) - {i.terminal for i in every})
+    if unknown:
+        raise ValueError(f"no terminal {', '.join(unknown)} on the {channel} channel")
+    return [i for i in every if i.terminal in only]
+
+
+def channel_identities(channel: str) -> list[Identity]:
+    """Every identity the demo data gives a channel."""
     if channel == "atm":
         return [_terminal("atm", "ATM", i, None) for i in range(1, TERMINALS_PER_CHANNEL + 1)]
     if channel == "pos":

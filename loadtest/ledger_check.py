@@ -12,7 +12,10 @@ generator reads the switch's database and compares:
   terminals) exists, unless the switch reversed it in full or our request
   timed out (then the outcome is genuinely unknown to us: a warning);
 - every journal row of the run has entries summing to zero, and every
-  approved payment has journal rows.
+  approved payment has journal rows;
+- on-us card payments (``--on-us``) are ordinary payments rows whose debit
+  leg is the card's wallet instead of the acquirer receivable: each approved
+  payment's debit must be on a wallet account.
 
 Rows are found by time and terminal, so another client using the same
 terminals during the run shows up as unexplained payments.
@@ -26,7 +29,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, create_engine, func, select
 
-from switch.ledger.schema import entries, journal, payments
+from switch.ledger.schema import accounts, entries, journal, payments
 
 CHUNK = 500
 SHOWN_PROBLEMS = 20
@@ -44,6 +47,7 @@ class LedgerFacts:
     in_doubt_rrns: set[str] = field(default_factory=set)
     in_doubt_reversals: set[int] = field(default_factory=set)
     missing_rn: int = 0
+    on_us: bool = False  # payments paid from an on-us card's wallet
 
 
 @dataclass(frozen=True)
@@ -61,23 +65,28 @@ class LedgerReport:
     payments: int
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    from_wallet: int | None = None  # on-us runs: approved payments debited to a wallet
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        result: dict[str, object] = {
             "ok": self.ok,
             "payments": self.payments,
             "problems": self.problems,
             "warnings": self.warnings,
         }
+        if self.from_wallet is not None:
+            result["from_wallet"] = self.from_wallet
+        return result
 
     def lines(self) -> list[str]:
         """Human summary: one OK line, or the first discrepancies."""
         if self.ok:
-            head = [f"ledger check: OK ({self.payments} payments)"]
+            wallet = "" if self.from_wallet is None else f", {self.from_wallet} from a wallet"
+            head = [f"ledger check: OK ({self.payments} payments{wallet})"]
         else:
             head = [f"ledger check: FAILED ({len(self.problems)} discrepancies)"]
             head += [f"  {p}" for p in self.problems[:SHOWN_PROBLEMS]]
@@ -95,6 +104,7 @@ def check_ledger(url: str, facts: LedgerFacts) -> LedgerReport:
             run_rows = _run_payments(conn, facts)
             unbalanced = _unbalanced_journals(conn, facts.started)
             journaled = _journaled_payments(conn, facts.approved)
+            from_wallet = _wallet_debited(conn, facts.approved) if facts.on_us else set()
     finally:
         engine.dispose()
     report = compare(facts, by_id, run_rows)
@@ -104,6 +114,12 @@ def check_ledger(url: str, facts: LedgerFacts) -> LedgerReport:
         for pid in sorted(set(facts.approved) - journaled)
         if pid in by_id
     ]
+    if facts.on_us:
+        report.from_wallet = len(from_wallet)
+        report.problems += [
+            f"on-us payment {pid} was not debited to a wallet"
+            for pid in sorted(journaled - from_wallet)
+        ]
     return report
 
 
@@ -196,6 +212,28 @@ def _unbalanced_journals(conn: Connection, started: datetime) -> list[tuple[int,
         .having(total != 0)
     )
     return [(row[0], row[1]) for row in conn.execute(query)]
+
+
+def _wallet_debited(conn: Connection, ids: Iterable[int]) -> set[int]:
+    """Payments whose payment journal row debits a wallet account."""
+    found: set[int] = set()
+    source = journal.join(entries, entries.c.journal_id == journal.c.id).join(
+        accounts, accounts.c.code == entries.c.account_code
+    )
+    for chunk in _chunks(ids):
+        query = (
+            select(journal.c.payment_id)
+            .select_from(source)
+            .where(
+                journal.c.payment_id.in_(chunk),
+                journal.c.kind == "payment",
+                entries.c.amount > 0,
+                accounts.c.kind == "wallet",
+            )
+            .distinct()
+        )
+        found.update(row[0] for row in conn.execute(query))
+    return found
 
 
 def _journaled_payments(conn: Connection, ids: Iterable[int]) -> set[int]:

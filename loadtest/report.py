@@ -14,6 +14,8 @@ from typing import Any
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The end-of-run report."""
     lines = [_target_line(summary)]
+    if security := _security(summary):
+        lines.append(f"security   {security}")
     lines.append(f"window     {summary['window_s']:.1f} s after {summary['warmup_s']:.1f} s warmup")
     lines.append(f"responses  {summary['responses']}  ({summary['tps']:.1f}/s)")
     lines.append(
@@ -40,6 +42,12 @@ def _target_line(s: dict[str, Any]) -> str:
         f"target     {s['target']}  {s['channel']}, {s['signed_on']}/{s['connections']}"
         f" connections signed on, {how}"
     )
+
+
+def _security(s: dict[str, Any]) -> str:
+    parts = ["X9.19 MAC on every message"] if s.get("mac") else []
+    parts += ["on-us card payments with PIN"] if s.get("on_us") else []
+    return ", ".join(parts)
 
 
 def _latency_line(latency: dict[str, float]) -> str:

@@ -20,7 +20,7 @@ from twisted.internet.error import TimeoutError as TwistedTimeout
 from iso.framing import PREFIXES
 from loadtest import workload
 from loadtest.budget import DebtBook
-from loadtest.client import Framing, TerminalProtocol, WireCounters, connect
+from loadtest.client import BAD_MAC, Framing, Reply, TerminalProtocol, WireCounters, connect
 from loadtest.config import RunConfig
 from loadtest.driver import drive_closed, drive_rate
 from loadtest.identity import Counters, Identity, identities
@@ -61,8 +61,9 @@ class RunResult:
 def new_state(reactor: Any, cfg: RunConfig) -> RunState:
     started = datetime.now(UTC)
     rng = random.Random(cfg.seed)
-    ids = identities(cfg.channel)
+    ids = identities(cfg.channel, cfg.terminals)
     facts = LedgerFacts(started, ids[0].acquirer, {i.ledger_terminal for i in ids})
+    facts.on_us = cfg.on_us is not None
     return RunState(reactor, cfg, rng, Counters(started, rng), facts)
 
 
@@ -79,7 +80,9 @@ async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
     now = reactor.seconds()
     window = Window(now + cfg.warmup, now + cfg.warmup + cfg.duration)
     recorder = Recorder(window)
-    traffic = Traffic(cfg.mix, book, state.counters, state.facts, recorder, reactor, state.rng)
+    traffic = Traffic(
+        cfg.mix, book, state.counters, state.facts, recorder, reactor, state.rng, cfg.on_us
+    )
     if active:
         await _drive(state, active, traffic, window)
     else:
@@ -102,12 +105,12 @@ async def _drive(
 
 
 def _framing(cfg: RunConfig) -> Framing:
-    return Framing(PREFIXES[cfg.framing], cfg.tpdu)
+    return Framing(PREFIXES[cfg.framing], cfg.tpdu, mac_key=cfg.mac_key)
 
 
 async def open_connections(state: RunState, count: int, first: int) -> list[TerminalProtocol]:
     """Open ``count`` signed-on-or-not connections, rotating over the terminal ids."""
-    ids = identities(state.cfg.channel)
+    ids = identities(state.cfg.channel, state.cfg.terminals)
     chosen = [ids[(first + i) % len(ids)] for i in range(count)]
     gate = DeferredSemaphore(PARALLEL_OPENS)
     opened = await gatherResults([gate.run(_open_one, state, ident) for ident in chosen])
@@ -124,16 +127,30 @@ async def _connect_and_sign_on(state: RunState, identity: Identity) -> TerminalP
     conn = await connect(state.reactor, cfg.host, cfg.port, protocol, cfg.timeout)
     if conn is None:
         return None
-    conn.signed_on = await _network_request(state, conn, workload.SIGN_ON)
-    state.signon["ok" if conn.signed_on else "failed"] += 1
+    reply = await _network_reply(state, conn, workload.SIGN_ON)
+    conn.signed_on = _approved(reply)
+    state.signon["ok" if conn.signed_on else _failure(reply)] += 1
     return conn
+
+
+def _failure(reply: Reply) -> str:
+    """Why a sign-on failed, as counted: a bad response MAC, or anything else."""
+    return "bad_mac" if reply.status == BAD_MAC else "failed"
+
+
+async def _network_reply(state: RunState, conn: TerminalProtocol, code: str) -> Reply:
+    """0800 with DE 70 = ``code``."""
+    stan = state.counters.stan(conn.identity)
+    return await conn.request(workload.network(conn.identity, stan, workload.stamp_now(), code))
+
+
+def _approved(reply: Reply) -> bool:
+    return reply.status == OK and workload.response_code(reply.fields or {}) == workload.APPROVED
 
 
 async def _network_request(state: RunState, conn: TerminalProtocol, code: str) -> bool:
     """0800 with DE 70 = ``code``; True when answered 00."""
-    stan = state.counters.stan(conn.identity)
-    reply = await conn.request(workload.network(conn.identity, stan, workload.stamp_now(), code))
-    return reply.status == OK and workload.response_code(reply.fields or {}) == workload.APPROVED
+    return _approved(await _network_reply(state, conn, code))
 
 
 async def discover_debts(
@@ -231,6 +248,8 @@ def _summary(
         "concurrency": cfg.concurrency if cfg.mode == "closed" else None,
         "rate": cfg.rate,
         "warmup_s": cfg.warmup,
+        "mac": cfg.mac_key is not None,
+        "on_us": cfg.on_us is not None,
     }
     summary |= recorder.summary()
     summary["errors"] = _errors(recorder, state)
@@ -238,8 +257,19 @@ def _summary(
     summary["discovery"] = discovery
     if idle is not None:
         summary["idle"] = idle
-    summary["notes"] = state.notes
+    summary["notes"] = state.notes + _card_notes(cfg, summary["response_codes"])
     return summary
+
+
+def _card_notes(cfg: RunConfig, codes: dict[str, dict[str, int]]) -> list[str]:
+    """Explain the on-us declines an operator would otherwise puzzle over."""
+    paid = codes.get("payment", {}) if cfg.on_us else {}
+    notes = {
+        "05": "on-us payments got 05: the switch does not know the card (for bench: the"
+        " card is registered under the first home's hash key, see --home)",
+        "51": "on-us payments got 51: the wallet has run dry",
+    }
+    return [note for code, note in notes.items() if code in paid]
 
 
 def _errors(recorder: Recorder, state: RunState) -> dict[str, int]:
@@ -247,6 +277,7 @@ def _errors(recorder: Recorder, state: RunState) -> dict[str, int]:
     errors = Counter(recorder.errors)
     errors["connect_failed"] += state.wire.connect_failed
     errors["signon_failed"] += state.signon["failed"]
+    errors["signon_bad_mac"] += state.signon["bad_mac"]
     errors["undecodable"] += state.wire.undecodable
     errors["unmatched"] += state.wire.unmatched
     return {kind: n for kind, n in sorted(errors.items()) if n}

@@ -7,6 +7,10 @@ bound on its "billswitch: listening {...}" line. It stops with SIGTERM, which
 makes the switch commit its queued ledger writes before exiting - needed
 before the ledger check reads the database. (Not SIGINT: a child of a
 background job inherits SIGINT as ignored, and would then be killed hard.)
+
+With a MAC key the bench wants the ATM and POS channels to require X9.19
+(``mac = "x919"``); an HSM URL goes to ``[hsm] url`` (default: the switch's
+in-process software HSM).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loadtest.echo_process import PROJECT_ROOT, child_env
@@ -27,22 +32,30 @@ CONFIG = """metrics_port = 0
 log_level = "warning"
 [channels.atm]
 port = 0
-mac = "none"
+mac = "{mac}"
 [channels.pos]
 port = 0
-mac = "none"
+mac = "{mac}"
 [channels.host]
 port = 0
 """
 
 
+def switch_config(mac: bool = False, hsm_url: str | None = None) -> str:
+    """The bench's config: every port free, MAC required or not, which HSM."""
+    text = CONFIG.format(mac="x919" if mac else "none")
+    return text + (f'[hsm]\nurl = "{hsm_url}"\n' if hsm_url else "")
+
+
 class SwitchProcess:
     """A ``billswitch run`` child under ``home``; a context manager that always stops it."""
 
-    def __init__(self, home: Path, db: str | None) -> None:
+    def __init__(
+        self, home: Path, db: str | None, mac: bool = False, hsm_url: str | None = None
+    ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         config = home / "bench.toml"
-        config.write_text(CONFIG)
+        config.write_text(switch_config(mac, hsm_url))
         self.log_path = home / "switch.log"
         command = [sys.executable, "-m", "switch.cli", "run", "--home", str(home)]
         command += ["--config", str(config)] + (["--db", db] if db else [])
@@ -52,17 +65,18 @@ class SwitchProcess:
             )
         self.ports = self._wait_for_ports()
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def _wait_for_ports(self) -> dict[str, int]:
         """Poll the log for the ready line; give up (with the log's tail) if it never comes."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and self._proc.poll() is None:
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                if line.startswith(READY):
-                    return dict(ast.literal_eval(line[len(READY) :].split(" (")[0]))
-            time.sleep(0.1)
-        self.stop()
-        tail = self.log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"the switch did not start:\n{tail}")
+        line = wait_for_line(self._proc, self.log_path, lambda text: text.startswith(READY))
+        if line is None:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the switch did not start:\n{tail}")
+        return dict(ast.literal_eval(line[len(READY) :].split(" (")[0]))
 
     def stop(self) -> None:
         if self._proc.poll() is None:
@@ -78,3 +92,16 @@ class SwitchProcess:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def wait_for_line(
+    proc: subprocess.Popen[bytes], log: Path, wanted: Callable[[str], bool]
+) -> str | None:
+    """The first line of a child's log that is ``wanted``; None if it exits or takes too long."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log.read_text(errors="replace").splitlines():
+            if wanted(line):
+                return line
+        time.sleep(0.1)
+    return None

@@ -20,6 +20,7 @@ from loadtest.budget import DebtBook, ReversalPool
 from loadtest.client import ERROR, Reply, TerminalProtocol
 from loadtest.identity import Counters, Identity
 from loadtest.ledger_check import LedgerFacts
+from loadtest.security import OnUsCard
 from loadtest.stats import OK, Outcome, Recorder
 
 
@@ -47,6 +48,7 @@ class Traffic:
         recorder: Recorder,
         clock: IReactorTime,
         rng: random.Random,
+        card: OnUsCard | None = None,
     ) -> None:
         self._kinds = [kind for kind, weight in mix.items() if weight > 0]
         self._weights = [mix[kind] for kind in self._kinds]
@@ -57,6 +59,7 @@ class Traffic:
         self._recorder = recorder
         self._clock = clock
         self._rng = rng
+        self._card = card
         self.fallbacks: Counter[str] = Counter()
 
     async def send(self, conn: TerminalProtocol, intended: float) -> Reply:
@@ -85,7 +88,7 @@ class Traffic:
             reserved = self._book.reserve()
             if reserved is not None:
                 account, amount = reserved
-                fields = workload.payment(header, account, amount)
+                fields = workload.payment(header, account, amount, card=self._card)
                 return Planned("payment", fields, header, account, amount)
             self.fallbacks["payment->inquiry"] += 1
         account = self._rng.choice(self._book.accounts)

@@ -15,12 +15,14 @@ from iso.amounts import amount_field, build_original_data
 from iso.bill_data import build_bill_data, parse_bill_data
 from iso.errors import IsoFormatError
 from loadtest.identity import Identity
+from loadtest.security import OnUsCard
 
 BILLER = "UTIL01"
 CURRENCY = "944"
 PROC_INQUIRY = "310000"
 PROC_PAYMENT = "500000"
 POS_ENTRY_MODE = "010"  # PAN entry unspecified/manual, PIN capability unknown
+CARD_ENTRY_MODE = "021"  # PAN from the magnetic stripe, PIN entry capable (on-us cards)
 ATM_MERCHANT_TYPE = "6011"
 SIGN_ON = "001"
 ECHO_TEST = "301"
@@ -115,16 +117,28 @@ def inquiry(header: Header, account: str, biller: str = BILLER) -> dict[str, str
 
 
 def payment(
-    header: Header, account: str, amount: int, biller: str = BILLER, currency: str = CURRENCY
+    header: Header,
+    account: str,
+    amount: int,
+    biller: str = BILLER,
+    currency: str = CURRENCY,
+    card: OnUsCard | None = None,
 ) -> dict[str, str]:
-    """0200 bill payment (processing code 50) of ``amount`` minor units."""
+    """0200 bill payment (processing code 50) of ``amount`` minor units.
+
+    With an on-us ``card`` it also carries DE 2, 52 and 53: the switch checks
+    the PIN through its HSM and pays from the card's wallet.
+    """
     fields = _financial("0200", header, PROC_PAYMENT)
-    return fields | {
+    fields |= {
         "4": amount_field(amount),
         "22": POS_ENTRY_MODE,
         "48": bill_data(account, biller),
         "49": currency,
     }
+    if card is not None:
+        fields |= card.fields() | {"22": CARD_ENTRY_MODE}
+    return fields
 
 
 def reversal(header: Header, original: Original, currency: str = CURRENCY) -> dict[str, str]:
