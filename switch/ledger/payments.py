@@ -121,6 +121,11 @@ _WALLET_BALANCES = (
     .where(_e.account_code.in_(bindparam("wallets", expanding=True)))
     .group_by(_e.account_code)
 )
+_OPEN_TOTALS = (
+    select(_d.biller_code, _d.account, func.sum(_d.amount_open))
+    .where(tuple_(_d.biller_code, _d.account).in_(bindparam("keys", expanding=True)))
+    .group_by(_d.biller_code, _d.account)
+)
 _INSERT_PAYMENTS = insert(s.payments).returning(s.payments.c.id, sort_by_parameter_order=True)
 
 
@@ -128,6 +133,15 @@ def _known_customers(conn: Connection, keys: set[AccountKey]) -> set[AccountKey]
     if not keys:
         return set()
     return {(b, a) for b, a in conn.execute(_KNOWN, {"keys": list(keys)})}
+
+
+def open_amounts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
+    """What each account owes in all, without locking (a planning read)."""
+    if not keys:
+        return {}
+    return dict(
+        ((b, a), int(total)) for b, a, total in conn.execute(_OPEN_TOTALS, {"keys": list(keys)})
+    )
 
 
 def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, list[_Debt]]:

@@ -27,7 +27,12 @@ from switch.ledger.orders import (
     RequestKey,
     key_clause,
 )
-from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
+from switch.ledger.payments import (
+    PaymentOrder,
+    allocate,
+    amount_rule_violation,
+    open_amounts,
+)
 from switch.ledger.reversals import ReversalOrder, original_key, original_payments
 from switch.ledger.sql import insert_ignore_for
 
@@ -184,10 +189,25 @@ def _order_matters(
         else:
             continue
         first_reversal.setdefault(account, i)
-    return any(
-        i > first_reversal.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
+    touched = [
+        orders[i]
         for i in payments
-    )
+        if i > first_reversal.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
+    ]
+    return bool(touched) and _reopening_could_change(conn, touched)
+
+
+def _reopening_could_change(conn: Connection, touched: list) -> bool:  # type: ignore[type-arg]
+    """Whether a debt a reversal reopens could change a later payment's answer: only if
+    the biller wants exact amounts, or the account's payments in the batch exceed what
+    is open without it. (Which period a payment pays may differ; the amounts cannot.)"""
+    if any(p.biller is None or not p.biller.partial_allowed for p in touched):
+        return True
+    paying: dict[tuple[str, str], int] = {}
+    for p in touched:
+        paying[p.account_key] = paying.get(p.account_key, 0) + p.amount
+    due = open_amounts(conn, set(paying))
+    return any(amount > due.get(key, 0) for key, amount in paying.items())
 
 
 def _apply_stage(

@@ -155,6 +155,7 @@ journal = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_journal_acquirer_day", journal.c.acquirer_id, journal.c.business_day)
+Index("ix_journal_payment", journal.c.payment_id)
 
 entries = Table(
     "entries",
