@@ -175,6 +175,8 @@ def _runs(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
 def _order_matters(
     conn: Connection, orders: Sequence[Order], payments: list[int], reversals: list[int]
 ) -> bool:
+    if any(orders[i].wallet for i in payments):  # type: ignore[attr-defined]
+        return True  # a reversal may refill a wallet a later payment needs: keep it simple
     in_batch = {original_key(orders[i].key): i for i in payments}
     stored = original_payments(conn, [orders[i].original for i in reversals])  # type: ignore[attr-defined]
     first_reversal: dict[tuple[str, str], int] = {}
@@ -189,22 +191,23 @@ def _order_matters(
         else:
             continue
         first_reversal.setdefault(account, i)
-    touched = [
-        orders[i]
+    touched = {
+        orders[i].account_key  # type: ignore[attr-defined]
         for i in payments
         if i > first_reversal.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
-    ]
-    return bool(touched) and _reopening_could_change(conn, touched)
+    }
+    same = [orders[i] for i in payments if orders[i].account_key in touched]  # type: ignore[attr-defined]
+    return bool(touched) and _reopening_could_change(conn, same)
 
 
-def _reopening_could_change(conn: Connection, touched: list) -> bool:  # type: ignore[type-arg]
+def _reopening_could_change(conn: Connection, payments: list) -> bool:  # type: ignore[type-arg]
     """Whether a debt a reversal reopens could change a later payment's answer: only if
-    the biller wants exact amounts, or the account's payments in the batch exceed what
-    is open without it. (Which period a payment pays may differ; the amounts cannot.)"""
-    if any(p.biller is None or not p.biller.partial_allowed for p in touched):
+    the biller wants exact amounts, or the batch's payments of the account exceed what
+    is open before the batch. (Which period a payment pays may differ; amounts cannot.)"""
+    if any(p.biller is None or not p.biller.partial_allowed for p in payments):
         return True
     paying: dict[tuple[str, str], int] = {}
-    for p in touched:
+    for p in payments:
         paying[p.account_key] = paying.get(p.account_key, 0) + p.amount
     due = open_amounts(conn, set(paying))
     return any(amount > due.get(key, 0) for key, amount in paying.items())
