@@ -146,7 +146,7 @@ def _workload_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-amount",
         type=int,
-        help=f"largest payment, minor units ({MAX_AMOUNT}; {ON_US_MAX_AMOUNT} with --on-us)",
+        help=f"largest payment, minor units; None: {MAX_AMOUNT}, {ON_US_MAX_AMOUNT} with --on-us",
     )
     p.add_argument("--idle-connections", type=int, default=0, help="extra, signed on, held idle")
     p.add_argument("--framing", choices=("binary2", "ascii4"), default="binary2", help="length")
@@ -194,7 +194,7 @@ def _security_options(p: argparse.ArgumentParser) -> None:
 def _bench_options(p: argparse.ArgumentParser) -> None:
     hsm = p.add_mutually_exclusive_group()
     hsm.add_argument(
-        "--hsm-url", help="the switch's HSM, e.g. tcp://127.0.0.1:1500 (default: in process)"
+        "--hsm-url", help="the switch's HSM, e.g. tcp://127.0.0.1:1500; None: in process"
     )
     hsm.add_argument(
         "--hsm-sim", action="store_true", help="start python -m hsm_sim and use it over TCP"
@@ -202,8 +202,8 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--home",
         type=Path,
-        help="the switch's home (default: a scratch folder); keep one per database for"
-        " --on-us, the card is registered under the first home's hash key",
+        help="the switch's home, kept; None: a scratch folder. One home keeps one on-us"
+        " card and wallet across runs on a database",
     )
 
 
