@@ -171,11 +171,12 @@ def load_demo_card(conn: Connection, pan_hash: str) -> None:
 
     from hsm_sim.crypto.pin_verify import visa_pvv
     from switch.cardholder import mask_pan
+    from switch.ledger import accounts
     from switch.ledger.accounts import ensure_account
     from switch.ledger.journal import Posting, post_all
 
     pvk = bytes.fromhex(next(k for o, n, k in DEMO_KEYS if n == "PVK"))
-    wallet = f"WAL:{pan_hash[:16]}"
+    wallet = accounts.wallet(pan_hash)
     ensure_account(conn, wallet, "wallet", "issuer", "944")
     ensure_account(conn, "FUNDING:944", "wallet_funding", "issuer", "944")
     conn.execute(
@@ -190,10 +191,9 @@ def load_demo_card(conn: Connection, pan_hash: str) -> None:
                 "currency": "944",
                 "pin_tries": 0,
                 "status": "active",
+                "funds": DEMO_WALLET_FUNDS,
             }
         ],
     )
     legs = (("FUNDING:944", DEMO_WALLET_FUNDS), (wallet, -DEMO_WALLET_FUNDS))
-    post_all(
-        conn, [Posting("funding", None, None, "944", date.today(), legs)], datetime.now(UTC)
-    )
+    post_all(conn, [Posting("funding", None, None, "944", date.today(), legs)], datetime.now(UTC))

@@ -20,6 +20,18 @@ def biller_payable(biller_code: str, currency: str) -> str:
     return f"BIL:{biller_code}:PAY:{currency}"
 
 
+WALLET_PREFIX = "WAL:"
+
+
+def wallet(pan_hash: str) -> str:
+    """An on-us card's wallet: named by its PAN's keyed hash, never by the PAN."""
+    return f"{WALLET_PREFIX}{pan_hash[:16]}"
+
+
+def is_wallet(code: str) -> bool:
+    return code.startswith(WALLET_PREFIX)
+
+
 def fee_income(currency: str) -> str:
     return f"FEE:INCOME:{currency}"
 

@@ -111,15 +111,10 @@ _OPEN = (
     .with_for_update()
 )
 _e = s.entries.c
-_LOCK_CARDS = (
-    select(s.cards.c.pan_hash)
+_WALLET_FUNDS = (
+    select(s.cards.c.wallet_account, s.cards.c.funds)
     .where(s.cards.c.wallet_account.in_(bindparam("wallets", expanding=True)))
     .with_for_update()
-)
-_WALLET_BALANCES = (
-    select(_e.account_code, func.sum(_e.amount))
-    .where(_e.account_code.in_(bindparam("wallets", expanding=True)))
-    .group_by(_e.account_code)
 )
 _OPEN_TOTALS = (
     select(_d.biller_code, _d.account, func.sum(_d.amount_open))
@@ -155,12 +150,10 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
 
 
 def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, int]:
-    """What each wallet holds (its credit balance), its card row locked until commit."""
+    """What each wallet holds, its card row locked until commit."""
     if not wallets:
         return {}
-    conn.execute(_LOCK_CARDS, {"wallets": list(wallets)}).all()
-    held = dict(conn.execute(_WALLET_BALANCES, {"wallets": list(wallets)}).all())
-    return {w: -int(held.get(w, 0)) for w in wallets}
+    return {w: int(f) for w, f in conn.execute(_WALLET_FUNDS, {"wallets": list(wallets)})}
 
 
 def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -> Outcome:
@@ -196,7 +189,27 @@ def _write(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: 
     for (_, outcome), payment_id in zip(approved, ids, strict=True):
         outcome.facts["payment_id"] = payment_id
     _reduce_debts(conn, approved)
+    spend_wallets(conn, _spent(approved), -1)
     post_all(conn, [x for p, o in approved for x in _postings(conn, p, o)], now)
+
+
+def _spent(approved: list[tuple[PaymentOrder, Outcome]]) -> dict[str, int]:
+    spent: dict[str, int] = {}
+    for p, _ in approved:
+        if p.wallet:
+            spent[p.wallet] = spent.get(p.wallet, 0) + p.amount + p.fee
+    return spent
+
+
+def spend_wallets(conn: Connection, amounts: dict[str, int], sign: int) -> None:
+    """Move wallets' funds by ``sign * amount`` (one statement for the batch)."""
+    if not amounts:
+        return
+    c = s.cards.c
+    change = case(amounts, value=c.wallet_account)
+    conn.execute(
+        update(s.cards).where(c.wallet_account.in_(amounts)).values(funds=c.funds + sign * change)
+    )
 
 
 def _insert_payments(conn: Connection, approved: list, now: datetime) -> list[int]:

@@ -18,6 +18,7 @@ from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.orders import BatchOrder, Order, Outcome, RequestKey
+from switch.ledger.payments import spend_wallets
 
 ORIGINAL_MTIS = ("0200", "0220")
 
@@ -51,7 +52,15 @@ class ReversalOrder(BatchOrder):
         delta = target - payment.reversed_amount
         if delta > 0:
             _restore(payment, allocations.get(payment.id, []), target, work)
-            work.postings.extend(_postings(payment, delta, target, self.business_day))
+            postings = _postings(payment, delta, target, self.business_day)
+            work.postings.extend(postings)
+            if acc.is_wallet(payment.debit_account):
+                back = sum(
+                    a for p in postings for code, a in p.legs if code == payment.debit_account
+                )
+                work.wallets_back[payment.debit_account] = (
+                    work.wallets_back.get(payment.debit_account, 0) - back
+                )
             payment.reversed_amount = target
             work.reversed[payment.id] = target
         return Outcome("00", {"payment_id": payment.id})
@@ -85,6 +94,7 @@ class _Work:
         self.debts_back: dict[int, int] = {}  # debt id -> amount reopened
         self.allocations: dict[tuple[int, int], int] = {}  # (payment, debt) -> reversed
         self.postings: list[Posting] = []
+        self.wallets_back: dict[str, int] = {}  # wallet account -> funds returned
 
     def write(self, conn: Connection, now: datetime) -> None:
         if self.debts_back:
@@ -109,6 +119,7 @@ class _Work:
                 .where(p.id.in_(self.reversed))
                 .values(reversed_amount=case(self.reversed, value=p.id))
             )
+        spend_wallets(conn, self.wallets_back, +1)
         post_all(conn, self.postings, now)
 
 

@@ -203,4 +203,12 @@ cards = Table(
     Column("currency", String(3), nullable=False),
     Column("pin_tries", Integer, nullable=False, default=0),
     Column("status", String(10), nullable=False, default="active"),
+    Column(
+        "funds",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="what the wallet holds: always minus the sum of its entries",
+    ),
 )

@@ -47,15 +47,17 @@ def _pay(conn: IsoClient, pin: str, amount: int = 1000, account: str = "1000002"
 
 
 def _wallet_and_payments(proc: SwitchProcess) -> tuple[int, int]:
+    """The wallet's funds (checked against its ledger entries) and the payment count."""
     engine = create_engine(proc.db_url)
     with engine.connect() as db:
-        wallet = db.execute(select(s.cards.c.wallet_account)).scalar_one()
+        wallet, funds = db.execute(select(s.cards.c.wallet_account, s.cards.c.funds)).one()
         balance = db.execute(
             select(func.sum(s.entries.c.amount)).where(s.entries.c.account_code == wallet)
         ).scalar_one()
         payments = db.execute(select(func.count()).select_from(s.payments)).scalar_one()
     engine.dispose()
-    return -balance, payments
+    assert funds == -balance  # the running figure agrees with the double entry
+    return funds, payments
 
 
 def test_right_pin_pays_from_the_wallet(switch: SwitchProcess) -> None:
