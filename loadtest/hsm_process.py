@@ -9,13 +9,12 @@ the bench's home, which we poll, so a full pipe can never stall it.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from loadtest.echo_process import PROJECT_ROOT, child_env
-from loadtest.switch_process import STOP_TIMEOUT_S, wait_for_line
+from loadtest.switch_process import stop_process, wait_for_line
 
 LISTENING = re.compile(r"^hsm_sim: listening (\S+):(\d+)\b")
 
@@ -47,14 +46,7 @@ class HsmSimProcess:
         return f"tcp://{found.group(1)}:{found.group(2)}"
 
     def stop(self) -> None:
-        """SIGTERM stops its reactor; kill it if it lingers."""
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
 
     def __enter__(self) -> HsmSimProcess:
         return self

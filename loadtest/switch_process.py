@@ -79,19 +79,24 @@ class SwitchProcess:
         return dict(ast.literal_eval(line[len(READY) :].split(" (")[0]))
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
 
     def __enter__(self) -> SwitchProcess:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM stops a child's reactor cleanly; kill it if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_line(
