@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 
 from hsm_sim.interface import Hsm
@@ -12,6 +12,7 @@ from switch.cardholder import Hasher
 from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference
 from switch.ledger.writer import LedgerWriter
+from switch.security.cache import CardCache
 from switch.security.keystore import KeyRing
 from switch.sessions import SignOns
 
@@ -32,3 +33,4 @@ class Services:
     key_grace: float = 300.0
     issuer_bins: tuple[str, ...] = ()
     pin_tries: int = 3
+    cards: CardCache = field(default_factory=CardCache)

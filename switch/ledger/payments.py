@@ -67,6 +67,7 @@ class PaymentOrder(BatchOrder):
     masked_pan: str | None = None
     pan_hash: str | None = None
     wallet: str | None = None  # an on-us card's wallet account pays instead of the acquirer
+    pin_limit: int = 0  # with a wallet: a card with this many wrong tries pays nothing (75)
 
     @property
     def account_key(self) -> AccountKey:
@@ -92,6 +93,12 @@ class PaymentOrder(BatchOrder):
 
 
 @dataclass
+class _Funds:
+    funds: int
+    pin_tries: int
+
+
+@dataclass
 class _Debt:
     id: int
     period: str
@@ -112,7 +119,7 @@ _OPEN = (
 )
 _e = s.entries.c
 _WALLET_FUNDS = (
-    select(s.cards.c.wallet_account, s.cards.c.funds)
+    select(s.cards.c.wallet_account, s.cards.c.funds, s.cards.c.pin_tries)
     .where(s.cards.c.wallet_account.in_(bindparam("wallets", expanding=True)))
     .with_for_update()
 )
@@ -149,11 +156,13 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
     return result
 
 
-def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, int]:
-    """What each wallet holds, its card row locked until commit."""
+def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, _Funds]:
+    """What each wallet holds and its card's wrong PIN tries, the card row locked until
+    commit: the tries seen here are authoritative (the PIN step may have used a cache)."""
     if not wallets:
         return {}
-    return {w: int(f) for w, f in conn.execute(_WALLET_FUNDS, {"wallets": list(wallets)})}
+    rows = conn.execute(_WALLET_FUNDS, {"wallets": list(wallets)})
+    return {w: _Funds(int(f), tries) for w, f, tries in rows}
 
 
 def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -> Outcome:
@@ -167,9 +176,12 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
         if amount_rule_violation(p.biller, p.amount, due):  # type: ignore[arg-type]
             return Outcome("13", {"due": due})
     if p.wallet:
-        if funds[p.wallet] < p.amount + p.fee:
+        wallet = funds[p.wallet]
+        if p.pin_limit and wallet.pin_tries >= p.pin_limit:
+            return Outcome("75")
+        if wallet.funds < p.amount + p.fee:
             return Outcome("51")
-        funds[p.wallet] -= p.amount + p.fee
+        wallet.funds -= p.amount + p.fee
     paid = allocate([(x.id, x.open) for x in open_debts], p.amount)
     by_id = {x.id: x for x in open_debts}
     for debt_id, amount in paid:

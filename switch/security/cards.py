@@ -9,13 +9,12 @@ and the payment is then paid from the card's wallet account in the ledger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Connection, select, update
 
 from hsm_sim.interface import PinBlock
 from switch.errors import Decline, IncorrectPin, PinTriesExceeded, SecurityViolation
 from switch.ledger import schema as s
+from switch.security.cache import Card
 from switch.security.keystore import ISSUER, owner_of
 from switch.services import Services
 from switch.transaction import Transaction
@@ -28,17 +27,6 @@ class UnknownCard(Decline):
     """An on-us card the issuer does not have, or one that is not active."""
 
     code = "05"
-
-
-@dataclass(frozen=True)
-class Card:
-    pan_hash: str
-    pvki: str
-    pvv: str
-    wallet_account: str
-    currency: str
-    pin_tries: int
-    active: bool
 
 
 _card = s.cards.c
@@ -75,7 +63,12 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
     pan = t.request.get("2", "")
     if not pan or not is_on_us(pan, sv.issuer_bins):
         return
-    card = await sv.reads.run(load_card, sv.hasher.pan(pan))
+    pan_hash = sv.hasher.pan(pan)
+    card = sv.cards.get(pan_hash)
+    if card is None:
+        card = await sv.reads.run(load_card, pan_hash)
+        if card is not None:
+            sv.cards.put(card)
     if card is None or not card.active:
         raise UnknownCard("unknown or inactive on-us card")
     if card.pin_tries >= sv.pin_tries:
@@ -87,10 +80,13 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
     )
     if right and card.pin_tries == 0:
         t.wallet = card.wallet_account
+        t.pin_limit = sv.pin_tries
         return
     tries = await sv.reads.transaction(count_try, card.pan_hash, right)
+    sv.cards.set_tries(card, tries)
     if right:
         t.wallet = card.wallet_account
+        t.pin_limit = sv.pin_tries
         return
     if tries >= sv.pin_tries:
         raise PinTriesExceeded("PIN tries exceeded")

@@ -51,6 +51,7 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
         masked_pan=mask_pan(pan) if pan else None,
         pan_hash=sv.hasher.pan(pan) if pan else None,
         wallet=t.wallet,
+        pin_limit=t.pin_limit,
     )
 
 
