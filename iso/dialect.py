@@ -168,6 +168,12 @@ def response_mti(mti: str) -> str:
 _MIN_MACED = 4 + 8 + 8
 
 
+def mac_field(fields: Mapping[str, str]) -> str:
+    """Where a message's MAC goes: DE 128 when it has a secondary bitmap (any field
+    65-127), else DE 64, so the MAC is always the last field."""
+    return "128" if any(k.isdigit() and 64 < int(k) < 128 for k in fields) else "64"
+
+
 def mac_input(raw: bytes) -> bytes:
     """Bytes the MAC (DE 64 or 128) is computed over: all of ``raw`` but its last 8.
 

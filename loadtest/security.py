@@ -20,7 +20,7 @@ from hsm_sim.crypto.des import encrypt_ecb
 from hsm_sim.crypto.errors import CryptoError
 from hsm_sim.crypto.mac import iso9797_alg3
 from hsm_sim.crypto.pinblock import make_iso0
-from iso.dialect import encode_message
+from iso.dialect import encode_message, mac_field
 
 MAC_BYTES = 8
 MAC_FIELDS = ("64", "128")
@@ -39,11 +39,6 @@ def parse_key(text: str, lengths: tuple[int, ...]) -> bytes:
         digits = " or ".join(str(2 * n) for n in lengths)
         raise ValueError(f"this key is {digits} hex digits")
     return key
-
-
-def mac_field(fields: Mapping[str, str]) -> str:
-    """DE 128 when the message has a secondary bitmap, else DE 64."""
-    return "128" if any(k.isdigit() and 64 < int(k) < 128 for k in fields) else "64"
 
 
 def x919(key: bytes, data: bytes) -> bytes:

@@ -15,7 +15,6 @@ from routing.bills import Bill
 
 class BillerAdapter(Protocol):
     kind: str
-    debts_in_ledger: bool
 
     def fetch_bill(
         self, biller_code: str, account: str, period: str | None

@@ -23,7 +23,7 @@ from hsm_sim.interface import Hsm
 from hsm_sim.software import SoftwareHsm
 from routing.adapters.held import HeldDebtsAdapter
 from routing.routes import Router
-from switch import demo
+from switch import demo, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import HsmSettings, Settings
@@ -34,7 +34,7 @@ from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference, load_reference
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
-from switch.security.keystore import KeyRing, load_keys
+from switch.security.keystore import KeyRing, expire_grace, load_keys
 from switch.services import Services
 from switch.sessions import SignOns
 
@@ -70,7 +70,9 @@ def make_hsm(settings: HsmSettings, reactor: Any) -> Hsm:
     )
 
 
-def _load_cached(conn: Connection) -> tuple[Reference, KeyRing]:
+def _load_cached(conn: Connection, now: datetime) -> tuple[Reference, KeyRing]:
+    """Fresh reference data and keys; keys whose grace period is over are retired first."""
+    expire_grace(conn, now)
     return load_reference(conn), load_keys(conn)
 
 
@@ -92,6 +94,7 @@ class SwitchApp:
         self.writer = LedgerWriter(
             self.engine, self.reactor.callFromThread, s.ledger.batch_max, s.ledger.queue_max
         )
+        metrics.LEDGER_QUEUE.set_function(self.writer.depth)
         self.reads = Reads(
             self.read_engine, self.reactor, s.ledger.read_threads, s.ledger.read_queue_max
         )
@@ -140,7 +143,7 @@ class SwitchApp:
 
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
-        d = self.reads.run(_load_cached)
+        d = self.reads.transaction(_load_cached, datetime.now(UTC))
         d.addCallback(self._set_reference)
         d.addErrback(self._reference_failed)
         return d

@@ -6,10 +6,20 @@ ids, the biller ``UTIL01`` and its accounts are what test clients rely on.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 from sqlalchemy import Connection, func, insert, select
 
+from hsm_sim.crypto.kcv import kcv_des
+from hsm_sim.crypto.lmk import TEST_LMK, encrypt_key
+from hsm_sim.crypto.pin_verify import visa_pvv
+from hsm_sim.interface import KeyUnderLmk
+from switch.cardholder import mask_pan
+from switch.ledger import accounts
 from switch.ledger import schema as s
-from switch.ledger.accounts import ensure_accounts
+from switch.ledger.accounts import ensure_account, ensure_accounts
+from switch.ledger.journal import Posting, post_all
+from switch.security.keystore import HSM_KEY_TYPES, add_key
 
 ACQUIRERS = [
     {"id": "100001", "name": "Demo Bank", "status": "active"},
@@ -131,12 +141,6 @@ DEMO_KEYS = [
 
 def load_demo_keys(conn: Connection) -> None:
     """The demo terminal's keys, encrypted under the test LMK as an HSM would keep them."""
-    from datetime import UTC, datetime
-
-    from hsm_sim.crypto.kcv import kcv_des
-    from hsm_sim.crypto.lmk import TEST_LMK, encrypt_key
-    from hsm_sim.interface import KeyUnderLmk
-    from switch.security.keystore import HSM_KEY_TYPES, add_key
 
     now = datetime.now(UTC)
     for owner, name, clear_hex in DEMO_KEYS:
@@ -167,13 +171,6 @@ def needs_demo_card(conn: Connection) -> bool:
 
 def load_demo_card(conn: Connection, pan_hash: str) -> None:
     """The card's PVV (made with the demo PVK, as card issuance would), its wallet, funds."""
-    from datetime import UTC, date, datetime
-
-    from hsm_sim.crypto.pin_verify import visa_pvv
-    from switch.cardholder import mask_pan
-    from switch.ledger import accounts
-    from switch.ledger.accounts import ensure_account
-    from switch.ledger.journal import Posting, post_all
 
     pvk = bytes.fromhex(next(k for o, n, k in DEMO_KEYS if n == "PVK"))
     wallet = accounts.wallet(pan_hash)

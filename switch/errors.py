@@ -42,12 +42,6 @@ class UnknownAccount(Decline):
     code = "14"
 
 
-class UnknownOriginal(Decline):
-    """A reversal names an original the switch does not have."""
-
-    code = "25"
-
-
 class FormatError(Decline):
     """A mandatory field is missing or malformed."""
 
@@ -76,12 +70,6 @@ class PinTriesExceeded(Decline):
     code = "75"
 
 
-class InsufficientFunds(Decline):
-    """The on-us wallet does not hold the amount."""
-
-    code = "51"
-
-
 class Overloaded(Decline):
     """The switch sheds load: its ledger queue is full."""
 
@@ -92,12 +80,6 @@ class NoRoute(Decline):
     """No route: the biller code is unknown."""
 
     code = "92"
-
-
-class DuplicateMismatch(Decline):
-    """Same request identity as an earlier request but different content."""
-
-    code = "94"
 
 
 class SystemFailure(Decline):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 TRANSACTIONS = Counter(
     "billswitch_transactions_total", "Requests answered", ["channel", "mti", "code"]
@@ -19,3 +19,4 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 SHED = Counter("billswitch_shed_total", "Requests refused with 91 because a queue was full")
+LEDGER_QUEUE = Gauge("billswitch_ledger_queue", "Orders waiting for the ledger writer")

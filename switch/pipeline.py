@@ -68,13 +68,16 @@ class Pipeline:
             response = t.response(decline.code, {})
             self._log(t, decline.code, reason=str(decline))
         except HsmFailure as exc:  # timeout, unreachable, or an HSM error code
-            log.error("HSM failed", mti=t.mti, stan=request.get("11"), error=type(exc).__name__)
-            metrics.TRANSACTIONS.labels(t.origin.channel, t.mti, "96").inc()
             response = t.response("96", {})
+            self._log(t, "96", reason=f"HSM: {type(exc).__name__}")
         except Exception:
             log.exception("transaction failed", mti=t.mti, stan=request.get("11"))
             response = t.response("96", {})
-        return await self._signed(t, response)
+        signed = await self._signed(t, response)
+        metrics.LATENCY.labels(t.origin.channel).observe(
+            (self._clock() - t.received_at).total_seconds()
+        )
+        return signed
 
     async def _signed(self, t: Transaction, response: dict[str, str]) -> dict[str, str]:
         """MAC the response; if the HSM cannot, it goes unsigned (the answer stands)."""

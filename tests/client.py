@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from hsm_sim.crypto.mac import iso9797_alg3
 from iso.amounts import amount_field, build_original_data
 from iso.bill_data import build_bill_data, parse_bill_data
-from iso.dialect import decode_message, encode_message
+from iso.dialect import decode_message, encode_message, mac_field, mac_input
 from iso.framing import BINARY2, FrameDecoder, LengthPrefix, encode_frame
 
 _stans = itertools.count(random.randrange(1, 900000))
@@ -87,23 +87,19 @@ class IsoClient:
         self.close()
 
 
-def _mac_field(fields: dict[str, str]) -> str:
-    return "128" if any(k.isdigit() and 64 < int(k) < 128 for k in fields) else "64"
-
-
 def with_mac(fields: dict[str, str], key: bytes) -> dict[str, str]:
     """``fields`` with an X9.19 MAC (ISO 9797-1 alg 3, padding 1) in DE 64 or 128."""
     signed = {k: v for k, v in fields.items() if k not in ("64", "128")}
-    de = _mac_field(signed)
+    de = mac_field(signed)
     signed[de] = "00" * 8
     raw = encode_message(signed)
-    signed[de] = iso9797_alg3(key, raw[:-8], 1).hex().upper()
+    signed[de] = iso9797_alg3(key, mac_input(raw), 1).hex().upper()
     return signed
 
 
 def mac_ok(raw: bytes, key: bytes) -> bool:
     """Whether an encoded message's last 8 bytes are its X9.19 MAC under ``key``."""
-    return iso9797_alg3(key, raw[:-8], 1) == raw[-8:]
+    return iso9797_alg3(key, mac_input(raw), 1) == raw[-8:]
 
 
 def terminal_fields(terminal: str = "ATM00001", acquirer: str = "100001") -> dict[str, str]:

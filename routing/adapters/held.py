@@ -17,7 +17,6 @@ BillLookup = Callable[[str, str, str | None], Deferred[Bill | None]]
 
 class HeldDebtsAdapter:
     kind = "held"
-    debts_in_ledger = True
 
     def __init__(self, lookup: BillLookup) -> None:
         self._lookup = lookup

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from hsm_sim.interface import MacAlgorithm, Padding
-from iso.dialect import encode_message
+from iso.dialect import encode_message, mac_field, mac_input
+from iso.errors import IsoFormatError
 from switch.errors import SecurityViolation
 from switch.security.keystore import owner_of
 from switch.services import Services
@@ -30,11 +31,6 @@ def _owner(t: Transaction) -> str:
     return owner_of(t.terminal.acquirer_id, t.terminal.terminal_id)
 
 
-def mac_field(fields: dict[str, str]) -> str:
-    """DE 128 when the message has a secondary bitmap, else DE 64."""
-    return "128" if any(k.isdigit() and 64 < int(k) < 128 for k in fields) else "64"
-
-
 async def check_mac(t: Transaction, sv: Services) -> None:
     if t.origin.mac == "none":
         return
@@ -45,7 +41,10 @@ async def check_mac(t: Transaction, sv: Services) -> None:
     if not keys:
         raise SecurityViolation("no MAC key for this terminal")
     algorithm, padding = ALGORITHMS[t.origin.mac]
-    data = t.raw[:-8]
+    try:
+        data = mac_input(t.raw)
+    except IsoFormatError as exc:
+        raise SecurityViolation("message too short to carry a MAC") from exc
     for key in keys:
         if await sv.hsm.verify_mac(key, data, mac, algorithm, padding):
             t.mac_key = key  # the answer goes back under the key the terminal used
@@ -65,5 +64,5 @@ async def sign(t: Transaction, sv: Services, response: dict[str, str]) -> dict[s
     fields[de] = "0" * MAC_HEX
     algorithm, padding = ALGORITHMS[t.origin.mac]
     raw = encode_message(fields)
-    fields[de] = await sv.hsm.generate_mac(key, raw[:-8], algorithm, padding, MAC_HEX)
+    fields[de] = await sv.hsm.generate_mac(key, mac_input(raw), algorithm, padding, MAC_HEX)
     return fields

@@ -81,7 +81,7 @@ async def route(t: Transaction, sv: Services) -> None:
 
 async def amount(t: Transaction, sv: Services) -> None:
     """Amount and currency against the biller's static rules (debt rules come in the ledger)."""
-    t.amount = _amount(t)
+    t.amount = amount_of(t)
     currency = t.field("49")
     biller = t.biller
     assert biller is not None
@@ -93,7 +93,8 @@ async def amount(t: Transaction, sv: Services) -> None:
         raise InvalidAmount("outside the biller's limits")
 
 
-def _amount(t: Transaction) -> int:
+def amount_of(t: Transaction) -> int:
+    """DE 4 as an integer of minor units, or a 30 naming it."""
     try:
         return parse_amount(t.field("4"))
     except IsoFormatError as exc:

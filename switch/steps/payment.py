@@ -8,7 +8,7 @@ from switch.cardholder import mask_pan
 from switch.errors import InvalidAmount
 from switch.ledger.postings import Outcome, PaymentOrder, RequestKey
 from switch.services import Services
-from switch.steps.checks import _amount
+from switch.steps.checks import amount_of
 from switch.transaction import Transaction
 
 
@@ -62,7 +62,7 @@ async def pay(t: Transaction, sv: Services) -> dict[str, str]:
 
 async def advice_route(t: Transaction, sv: Services) -> None:
     """An advice is recorded whatever the biller: unknown or mismatched ones go to suspense."""
-    t.amount = _amount(t)
+    t.amount = amount_of(t)
     if t.amount == 0:
         raise InvalidAmount("zero amount")
     biller = sv.reference().biller(t.bill_data["BL"])
