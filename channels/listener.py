@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import structlog
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
 
 from channels import metrics
 from channels.protocol import Handler, IsoConnection
@@ -45,10 +47,20 @@ class Channel:
         self._reactor = reactor
         self._port: Any = None
 
-    def start(self) -> int:
-        """Listen; returns the port actually bound (useful with port 0 in tests)."""
+    def start(self, shared: bool = False) -> int:
+        """Listen; returns the port actually bound (useful with port 0 in tests).
+
+        ``shared``: bind with SO_REUSEPORT, beside the other worker processes
+        listening on the same port (switch/workers.py).
+        """
         s = self.settings
-        self._port = self._reactor.listenTCP(s.port, self.factory, backlog=1024, interface=s.host)
+        if shared:
+            with reuseport_socket(s.host, s.port, listen=True) as sock:
+                self._port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, self.factory)
+        else:
+            self._port = self._reactor.listenTCP(
+                s.port, self.factory, backlog=1024, interface=s.host
+            )
         bound = self._port.getHost().port
         log.info("channel listening", channel=s.name, kind=s.kind, host=s.host, port=bound)
         return bound
@@ -60,3 +72,25 @@ class Channel:
         """Close every connection after its pending writes are flushed."""
         for conn in list(self.factory.connections):
             conn.transport.loseConnection()
+
+
+def reuseport_socket(host: str, port: int, listen: bool) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT: listening, or only holding the port.
+
+    Several sockets bound this way to one port share its connections (the
+    kernel spreads them by address); a bound socket that does not listen
+    takes none, but keeps the port from anyone else.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(1024)
+            sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise CannotListenError(host, port, exc) from exc
+    return sock

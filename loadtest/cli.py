@@ -200,11 +200,23 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
         "--hsm-sim", action="store_true", help="start python -m hsm_sim and use it over TCP"
     )
     p.add_argument(
+        "--workers",
+        type=_checked(_positive_int),
+        default=1,
+        help="switch worker processes sharing the ports (its `workers` setting)",
+    )
+    p.add_argument(
         "--home",
         type=Path,
         help="the switch's home, kept; None: a scratch folder. One home keeps one on-us"
         " card and wallet across runs on a database",
     )
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -289,7 +301,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     with _bench_home(args.home) as home, _hsm_url(args, home) as hsm_url:
         mac = cfg.mac_key is not None
-        with SwitchProcess(home, args.db, mac, hsm_url) as switch:
+        with SwitchProcess(home, args.db, mac, hsm_url, args.workers) as switch:
             print(f"bench: switch pid {switch.pid}, home {home}", file=sys.stderr, flush=True)
             cfg = replace(cfg, host="127.0.0.1", port=switch.ports[args.channel])
             db = args.db or f"sqlite:///{home / 'billswitch.db'}"

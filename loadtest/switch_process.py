@@ -30,6 +30,7 @@ STOP_TIMEOUT_S = 30.0
 READY = "billswitch: listening "
 CONFIG = """metrics_port = 0
 log_level = "warning"
+workers = {workers}
 [channels.atm]
 port = 0
 mac = "{mac}"
@@ -41,9 +42,9 @@ port = 0
 """
 
 
-def switch_config(mac: bool = False, hsm_url: str | None = None) -> str:
-    """The bench's config: every port free, MAC required or not, which HSM."""
-    text = CONFIG.format(mac="x919" if mac else "none")
+def switch_config(mac: bool = False, hsm_url: str | None = None, workers: int = 1) -> str:
+    """The bench's config: every port free, MAC required or not, which HSM, how many workers."""
+    text = CONFIG.format(mac="x919" if mac else "none", workers=workers)
     return text + (f'[hsm]\nurl = "{hsm_url}"\n' if hsm_url else "")
 
 
@@ -51,11 +52,16 @@ class SwitchProcess:
     """A ``billswitch run`` child under ``home``; a context manager that always stops it."""
 
     def __init__(
-        self, home: Path, db: str | None, mac: bool = False, hsm_url: str | None = None
+        self,
+        home: Path,
+        db: str | None,
+        mac: bool = False,
+        hsm_url: str | None = None,
+        workers: int = 1,
     ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         config = home / "bench.toml"
-        config.write_text(switch_config(mac, hsm_url))
+        config.write_text(switch_config(mac, hsm_url, workers))
         self.log_path = home / "switch.log"
         command = [sys.executable, "-m", "switch.cli", "run", "--home", str(home)]
         command += ["--config", str(config)] + (["--db", db] if db else [])

@@ -34,31 +34,41 @@ from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference, load_reference
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
-from switch.security.keystore import KeyRing, expire_grace, load_keys
+from switch.security.keystore import KeyRing, expire_grace, keys_version, load_keys
 from switch.services import Services
 from switch.sessions import SignOns
 
 log = structlog.get_logger(__name__)
 
 
-def prepare_database(settings: Settings, hasher: Hasher) -> tuple[Engine, Engine]:
-    """Migrate, load demo data into an empty database; returns (write, read) engines."""
+def prepare_database(
+    settings: Settings, hasher: Hasher, first: bool = True
+) -> tuple[Engine, Engine]:
+    """Migrate, load demo data into an empty database; returns (write, read) engines.
+
+    ``first=False`` (a worker process: its supervisor did it already) skips both.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     url = settings.db_url()
     writer_engine = make_engine(url)
-    migrate(writer_engine)
-    with writer_engine.begin() as conn:
-        if settings.demo_data and demo.is_empty(conn):
-            demo.load_demo(conn)
-            log.info("demo data loaded")
-        if settings.demo_data and demo.needs_demo_keys(conn):
-            demo.load_demo_keys(conn)
-            log.info("demo keys loaded (test LMK, test-only)")
-        if settings.demo_data and demo.needs_demo_card(conn):
-            demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
-            log.info("demo on-us card loaded (test-only)")
-        ensure_accounts(conn)
+    if first:
+        migrate(writer_engine)
+        with writer_engine.begin() as conn:
+            _load_demo(conn, settings, hasher)
     return writer_engine, make_engine(url, write=False)
+
+
+def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
+    if settings.demo_data and demo.is_empty(conn):
+        demo.load_demo(conn)
+        log.info("demo data loaded")
+    if settings.demo_data and demo.needs_demo_keys(conn):
+        demo.load_demo_keys(conn)
+        log.info("demo keys loaded (test LMK, test-only)")
+    if settings.demo_data and demo.needs_demo_card(conn):
+        demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
+        log.info("demo on-us card loaded (test-only)")
+    ensure_accounts(conn)
 
 
 def make_hsm(settings: HsmSettings, reactor: Any) -> Hsm:
@@ -77,19 +87,23 @@ def _load_cached(conn: Connection, now: datetime) -> tuple[Reference, KeyRing]:
 
 
 class SwitchApp:
-    def __init__(self, settings: Settings, reactor: Any) -> None:
+    """One node. ``worker``: its index among the worker processes sharing the ports, if any."""
+
+    def __init__(self, settings: Settings, reactor: Any, worker: int | None = None) -> None:
         self.settings = settings
         self.reactor = reactor
+        self.worker = worker
         self.channels: list[Channel] = []
         self.ports: dict[str, int] = {}
 
     def prepare(self) -> None:
         s = self.settings
         hasher = Hasher(load_or_create_key(s.home / "hash.key"))
-        self.engine, self.read_engine = prepare_database(s, hasher)
+        self.engine, self.read_engine = prepare_database(s, hasher, first=self.worker is None)
         with self.read_engine.connect() as conn:
             self._reference = load_reference(conn)
             self._keys = load_keys(conn)
+            self._keys_version = keys_version(conn)
         self.hsm = make_hsm(s.hsm, self.reactor)
         self.writer = LedgerWriter(
             self.engine, self.reactor.callFromThread, s.ledger.batch_max, s.ledger.queue_max
@@ -103,7 +117,7 @@ class SwitchApp:
         )
         self.services = Services(
             reference=lambda: self._reference,
-            sign_ons=SignOns(),
+            sign_ons=SignOns(self.reads, s.sign_on_cache),
             reads=self.reads,
             writer=self.writer,
             router=Router({"held": held}),
@@ -126,10 +140,13 @@ class SwitchApp:
         self._refresh = LoopingCall(self.reload_reference)
         self._refresh.clock = self.reactor
         self._refresh.start(self.settings.reference_refresh, now=False)
+        self._key_watch = LoopingCall(self.check_keys)
+        self._key_watch.clock = self.reactor
+        self._key_watch.start(self.settings.hsm.key_refresh, now=False)
         for cs in self.settings.channels:
             if cs.enabled:
                 channel = Channel(self.reactor, cs, self.pipeline)
-                self.ports[cs.name] = channel.start()
+                self.ports[cs.name] = channel.start(shared=self.worker is not None)
                 self.channels.append(channel)
         self._start_metrics()
 
@@ -146,6 +163,21 @@ class SwitchApp:
         d = self.reads.transaction(_load_cached, datetime.now(UTC))
         d.addCallback(self._set_reference)
         d.addErrback(self._reference_failed)
+        return d
+
+    def check_keys(self) -> Deferred[None]:
+        """Reload the keys if another node or worker changed them (a cheap poll)."""
+        d = self.reads.run(keys_version)
+        d.addCallback(self._keys_checked)
+        d.addErrback(self._reference_failed)
+        return d
+
+    def _keys_checked(self, version: tuple[int, int]) -> Deferred[None] | None:
+        if version == self._keys_version:
+            return None
+        self._keys_version = version
+        d = self.reads.run(load_keys)
+        d.addCallback(self.set_keys)
         return d
 
     def set_keys(self, keys: KeyRing) -> None:
@@ -184,14 +216,16 @@ class SwitchApp:
 
         root = Resource()
         root.putChild(b"metrics", MetricsResource())
-        port = self.reactor.listenTCP(self.settings.metrics_port, Site(root), interface="127.0.0.1")
+        number = self.settings.metrics_port + (self.worker or 0)
+        port = self.reactor.listenTCP(number, Site(root), interface="127.0.0.1")
         self.ports["metrics"] = port.getHost().port
 
     @inlineCallbacks
     def stop(self):  # type: ignore[no-untyped-def]
         log.info("stopping: no new connections, draining the ledger queue")
-        if self._refresh.running:
-            self._refresh.stop()
+        for loop in (self._refresh, self._key_watch):
+            if loop.running:
+                loop.stop()
         if self._cutover_call.active():
             self._cutover_call.cancel()
         yield DeferredList([c.stop_listening() for c in self.channels])

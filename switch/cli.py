@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--log-level", help="debug, info, warning, error")
     run.add_argument("--log-json", action="store_true", help="JSON log lines")
+    run.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
+    run.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, set by the supervisor
+    run.add_argument("--worker-ports", help=argparse.SUPPRESS)  # name=port,...
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _common(migrate)
     sub.add_parser(
@@ -53,39 +57,134 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from twisted.internet import reactor
-    from twisted.internet.error import CannotListenError
-
     from switch import logs
-    from switch.app import SwitchApp
 
     settings = _settings(args)
     if args.log_level:
         settings = replace(settings, log_level=args.log_level)
     if args.log_json:
         settings = replace(settings, log_json=True)
-    logs.configure(settings.log_level, settings.log_json)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError(f"--workers {args.workers}: at least 1")
+        settings = replace(settings, workers=args.workers)
+    worker = int(args.worker.split(":")[0]) if args.worker else None
+    logs.configure(settings.log_level, settings.log_json, worker)
     _raise_file_limit()
+    if args.worker:
+        return _run_worker(settings, args.worker, args.worker_ports or "")
+    if settings.workers > 1:
+        return _run_supervisor(settings, args)
+    return _run_node(settings)
+
+
+def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | None = None) -> int:
+    """One switch process: prepare, listen, serve until SIGINT/SIGTERM, drain, stop."""
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+
+    from switch.app import SwitchApp
+
     # The database threads release the GIL at every round trip; with the default 5 ms
     # switch interval each one then waits behind the busy reactor thread (convoy effect).
     sys.setswitchinterval(settings.gil_switch_interval)
-    app = SwitchApp(settings, reactor)
+    app = SwitchApp(settings, reactor, worker)
     app.prepare()
     try:
         app.start()
     except CannotListenError as exc:
         app.abort()
-        print(
-            f"billswitch: cannot listen on {exc.interface}:{exc.port}: {exc.socketError}",
-            file=sys.stderr,
-        )
-        return 2
+        return _cannot_listen(exc)
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    print(f"billswitch: listening {app.ports} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    if ready_fd is None:
+        print(f"billswitch: listening {app.ports} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    else:
+        from switch.workers import report_ready, stop_when_orphaned
+
+        report_ready(ready_fd, app.ports)
+        stop_when_orphaned(reactor)
     reactor.run()
     return 0
+
+
+def _run_worker(settings: Settings, spec: str, ports: str) -> int:
+    """``--worker INDEX:FD --worker-ports name=port,...``: one of several processes.
+
+    Started by the supervisor (switch/workers.py): FD is its ready pipe, and the
+    ports are the ones it reserved (so port 0 in the configuration works too).
+    """
+    from dataclasses import replace
+
+    index, fd = spec.split(":")
+    bound = dict(item.split("=") for item in ports.split(",") if item)
+    channels = tuple(
+        replace(c, port=int(bound[c.name])) if c.name in bound else c for c in settings.channels
+    )
+    return _run_node(replace(settings, channels=channels), int(index), int(fd))
+
+
+def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
+    """Start ``settings.workers`` worker processes on shared ports and watch them."""
+    from twisted.internet.error import CannotListenError
+
+    from switch.app import prepare_database
+    from switch.cardholder import Hasher, load_or_create_key
+    from switch.workers import Supervisor, WorkerStartError, reserve_ports
+
+    hasher = Hasher(load_or_create_key(settings.home / "hash.key"))
+    for engine in prepare_database(settings, hasher):
+        engine.dispose()
+    enabled = [c for c in settings.channels if c.enabled]
+    try:
+        held = reserve_ports([(c.name, c.host, c.port) for c in enabled])
+    except CannotListenError as exc:
+        return _cannot_listen(exc)
+    ports = {name: sock.getsockname()[1] for name, sock in held.items()}
+    spec = ",".join(f"{name}={port}" for name, port in ports.items())
+    supervisor = Supervisor([*_worker_argv(args), "--worker-ports", spec], settings.workers)
+    try:
+        bound = supervisor.start()
+    except WorkerStartError as exc:
+        supervisor.stop()
+        print(f"billswitch: a worker did not start: {exc}", file=sys.stderr)
+        return 2
+    for index, worker_ports in enumerate(bound):
+        if "metrics" in worker_ports:
+            ports["metrics" if index == 0 else f"metrics.{index}"] = worker_ports["metrics"]
+    print(
+        f"billswitch: listening {ports} ({settings.workers} workers; Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        return supervisor.run()
+    finally:
+        for sock in held.values():
+            sock.close()
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of a worker: this run's options, less --workers."""
+    argv = [sys.executable, "-m", "switch.cli", "run"]
+    for option, value in (("--home", args.home), ("--config", args.config), ("--db", args.db)):
+        if value is not None:
+            argv += [option, str(value)]
+    if args.log_level:
+        argv += ["--log-level", args.log_level]
+    if args.log_json:
+        argv.append("--log-json")
+    return argv
+
+
+def _cannot_listen(exc: Any) -> int:
+    """A one-line error for a port in use (a Twisted CannotListenError)."""
+    print(
+        f"billswitch: cannot listen on {exc.interface}:{exc.port}: {exc.socketError}",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _raise_file_limit() -> None:

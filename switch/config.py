@@ -50,6 +50,7 @@ class HsmSettings:
     pool_size: int = 2
     timeout: float = 2.0
     key_grace: float = 300.0  # seconds an old working key stays valid after a key change
+    key_refresh: float = 1.0  # seconds between checks for keys changed by another node
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class Settings:
     timezone: str = "UTC"
     log_level: str = "info"
     log_json: bool = False
-    metrics_port: int = 9108
+    metrics_port: int = 9108  # worker i of several serves metrics on metrics_port + i
+    workers: int = 1  # processes sharing the channel ports (switch/workers.py)
+    sign_on_cache: float = 5.0  # seconds a node trusts its memory of a terminal's sign-on
     gil_switch_interval: float = 0.0005  # seconds; see docs/benchmarks.md
     reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
     demo_data: bool = True
@@ -122,7 +125,10 @@ def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
             changes[name] = replace(getattr(settings, name), **values)
     if "channels" in data:
         changes["channels"] = _merge_channels(settings.channels, data["channels"])
-    return replace(settings, **changes)
+    merged = replace(settings, **changes)
+    if merged.workers < 1:
+        raise ValueError(f"workers = {merged.workers!r}: at least 1")
+    return merged
 
 
 def _merge_channels(current: tuple[ChannelSettings, ...], data: dict[str, Any]) -> tuple:

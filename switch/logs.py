@@ -24,7 +24,8 @@ def _scrub(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure(level: str = "info", json: bool = False) -> None:
+def configure(level: str = "info", json: bool = False, worker: int | None = None) -> None:
+    """``worker``: this process's index among several workers, added to every line."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
@@ -37,10 +38,20 @@ def configure(level: str = "info", json: bool = False) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([_tag(worker)] if worker is not None else []),
             _scrub,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line: worker processes share stderr without mixing lines.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _tag(worker: int) -> Any:
+    def add_worker(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["worker"] = worker
+        return event
+
+    return add_worker

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,9 @@ class SwitchProcess:
 
     @classmethod
     @contextmanager
-    def start(cls, home: Path, db_url: str, extra_config: str = "") -> Iterator[SwitchProcess]:
+    def start(
+        cls, home: Path, db_url: str, extra_config: str = "", args: Sequence[str] = ()
+    ) -> Iterator[SwitchProcess]:
         config = home / "billswitch.toml"
         config.write_text(CONFIG.format(extra=extra_config))
         log_path = home / "switch.log"
@@ -60,6 +62,7 @@ class SwitchProcess:
                     str(config),
                     "--db",
                     db_url,
+                    *args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -38,6 +38,7 @@ def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ('[channels.atm]\nport = "x"\n', "[channels.atm] port = 'x': expected int"),
         ('[channels.atm]\nframing = "ascii2"\n', "framing = 'ascii2': one of"),
         ("x = [\n", "billswitch.toml"),
+        ("workers = 0\n", "workers = 0: at least 1"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -56,6 +57,29 @@ def test_cli_reports_config_errors_without_traceback(
     err = capsys.readouterr().err
     assert err.startswith("billswitch: configuration error:")
     assert "Traceback" not in err
+
+
+def test_cli_refuses_fewer_than_one_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--home", str(tmp_path), "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "billswitch: configuration error: --workers 0: at least 1\n"
+
+
+def test_workers_that_cannot_listen_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:  # a plain listener: SO_REUSEPORT cannot share its port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = _write(tmp_path, f"metrics_port = 0\n[channels.atm]\nport = {port}\n")
+        code = main(["run", "--config", str(path), "--home", str(tmp_path), "--workers", "2"])
+    assert code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"billswitch: cannot listen on 127.0.0.1:{port}:")
 
 
 def test_cli_reports_database_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

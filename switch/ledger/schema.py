@@ -212,3 +212,13 @@ cards = Table(
         comment="what the wallet holds: always minus the sum of its entries",
     ),
 )
+
+# -- sign-on state shared by nodes and worker processes (migration 0005) -----
+
+sign_ons = Table(
+    "sign_ons",
+    metadata,
+    Column("acquirer_id", String(11), primary_key=True),
+    Column("terminal_id", String(8), primary_key=True, comment="DE 41; '' for a host link"),
+    Column("signed_on_at", DateTime(timezone=True), nullable=False),
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from hsm_sim.interface import KeyUnderLmk
 from switch.ledger import schema as s
@@ -141,3 +141,13 @@ def expire_grace(conn: Connection, now: datetime) -> int:
 
 def list_keys(conn: Connection) -> list[StoredKey]:
     return [_stored(r) for r in conn.execute(select(s.keys).order_by(_k.owner, _k.key_type, _k.id))]
+
+
+def keys_version(conn: Connection) -> tuple[int, int]:
+    """A cheap fingerprint of the usable keys: it changes when a key is added or retired.
+
+    Other nodes (and worker processes) poll it to pick up a key change made
+    elsewhere within seconds, without re-reading every key.
+    """
+    row = conn.execute(select(func.max(_k.id), func.count()).where(_k.state != "retired")).one()
+    return (row[0] or 0, row[1])

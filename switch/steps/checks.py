@@ -45,7 +45,7 @@ async def identify(t: Transaction, sv: Services) -> None:
 
 async def signed_on(t: Transaction, sv: Services) -> None:
     assert t.terminal is not None
-    if not sv.sign_ons.is_signed_on(t.terminal.acquirer_id, t.terminal.terminal_id):
+    if not await sv.sign_ons.is_signed_on(t.terminal.acquirer_id, t.terminal.terminal_id):
         raise UnknownParty("not signed on")
 
 

@@ -8,17 +8,17 @@ from switch.services import Services
 from switch.transaction import Transaction
 
 
-def _sign_on(t: Transaction, sv: Services) -> None:
+async def _sign_on(t: Transaction, sv: Services) -> None:
     assert t.terminal is not None
-    sv.sign_ons.sign_on(t.terminal.acquirer_id, t.terminal.terminal_id)
+    await sv.sign_ons.sign_on(t.terminal.acquirer_id, t.terminal.terminal_id)
 
 
-def _sign_off(t: Transaction, sv: Services) -> None:
+async def _sign_off(t: Transaction, sv: Services) -> None:
     assert t.terminal is not None
-    sv.sign_ons.sign_off(t.terminal.acquirer_id, t.terminal.terminal_id)
+    await sv.sign_ons.sign_off(t.terminal.acquirer_id, t.terminal.terminal_id)
 
 
-def _echo(t: Transaction, sv: Services) -> None:
+async def _echo(t: Transaction, sv: Services) -> None:
     """An echo test only proves the link is alive."""
 
 
@@ -32,5 +32,5 @@ async def network_management(t: Transaction, sv: Services) -> dict[str, str]:
     action = ACTIONS.get(t.field("70"))
     if action is None:
         raise NotSupported("network management code not supported")
-    action(t, sv)
+    await action(t, sv)
     return t.response("00")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import signal
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,11 +62,13 @@ def sigint_inheritable() -> Iterator[None]:
 
 
 @contextmanager
-def started(home: Path, url: str, extra_config: str = "") -> Iterator[SwitchProcess]:
+def started(
+    home: Path, url: str, extra_config: str = "", args: Sequence[str] = ()
+) -> Iterator[SwitchProcess]:
     """``SwitchProcess.start``, with Ctrl-C deliverable to the switch."""
     with ExitStack() as stack:
         with sigint_inheritable():
-            proc = stack.enter_context(SwitchProcess.start(home, url, extra_config))
+            proc = stack.enter_context(SwitchProcess.start(home, url, extra_config, args))
         yield proc
 
 
