@@ -19,6 +19,9 @@ from pathlib import Path
 _NOT_CONTENT = frozenset({"t", "p", "1", "64", "128"})
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def mask_pan(pan: str) -> str:
     """First 6 and last 4 digits, the rest as ``*``."""
     if len(pan) < 13:
@@ -28,16 +31,21 @@ def mask_pan(pan: str) -> str:
 
 class Hasher:
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # Keyed once: copying a keyed HMAC skips the key set-up every request would repeat.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def _hash(self, data: bytes) -> str:
+        mac = self._keyed.copy()
+        mac.update(data)
+        return mac.hexdigest()
 
     def pan(self, pan: str) -> str:
-        return hmac.new(self._key, pan.encode(), hashlib.sha256).hexdigest()
+        return self._hash(pan.encode())
 
     def request(self, base_mti: str, fields: Mapping[str, str]) -> str:
         content = {k: v for k, v in fields.items() if k not in _NOT_CONTENT}
         content["t"] = base_mti
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return hmac.new(self._key, canonical.encode(), hashlib.sha256).hexdigest()
+        return self._hash(_ENCODER.encode(content).encode())
 
 
 def load_or_create_key(path: Path) -> bytes:
