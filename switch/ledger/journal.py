@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from switch.ledger import schema as s
+from switch.ledger.sql import bind, insert_rows, next_ids
 
 
 @dataclass(frozen=True)
@@ -24,39 +25,39 @@ class Posting:
         if sum(amount for _, amount in self.legs) != 0:
             raise ValueError(f"unbalanced {self.kind} posting")
 
+    @property
+    def movement(self) -> int:
+        """The journal row's amount: what the debit legs move (always positive)."""
+        return sum(amount for _, amount in self.legs if amount > 0)
 
-_INSERT_JOURNAL = insert(s.journal).returning(s.journal.c.id, sort_by_parameter_order=True)
+
+_JOURNAL = (
+    "id",
+    "kind",
+    "payment_id",
+    "acquirer_id",
+    "amount",
+    "currency",
+    "business_day",
+    "created_at",
+)
+_ENTRIES = ("journal_id", "account_code", "amount")
 
 
 def post_all(conn: Connection, postings: Sequence[Posting], now: datetime) -> None:
-    """Write the journal rows and their entries: two statements for any number of postings."""
+    """Write the journal rows and their entries: two inserts for any number of postings
+    (the journal ids are taken first, so the entries need no RETURNING)."""
     if not postings:
         return
-    j = s.journal.c
-    journal_ids = (
-        conn.execute(
-            insert(s.journal).returning(j.id, sort_by_parameter_order=True),
-            [
-                {
-                    "kind": p.kind,
-                    "payment_id": p.payment_id,
-                    "acquirer_id": p.acquirer_id,
-                    "currency": p.currency,
-                    "amount": sum(a for _, a in p.legs if a > 0),
-                    "business_day": p.day,
-                    "created_at": now,
-                }
-                for p in postings
-            ],
-        )
-        .scalars()
-        .all()
-    )
-    conn.execute(
-        insert(s.entries),
-        [
-            {"journal_id": jid, "account_code": code, "amount": amount}
-            for jid, p in zip(journal_ids, postings, strict=True)
-            for code, amount in p.legs
-        ],
-    )
+    ids = next_ids(conn, s.journal, len(postings))
+    day = bind(conn, s.journal.c.business_day)
+    at = bind(conn, s.journal.c.created_at)(now)
+    journal = [
+        (jid, p.kind, p.payment_id, p.acquirer_id, p.movement, p.currency, day(p.day), at)
+        for jid, p in zip(ids, postings, strict=True)
+    ]
+    insert_rows(conn, s.journal, _JOURNAL, journal)
+    entries = [
+        (jid, code, amount) for jid, p in zip(ids, postings, strict=True) for code, amount in p.legs
+    ]
+    insert_rows(conn, s.entries, _ENTRIES, entries)

@@ -13,13 +13,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, func, select, tuple_
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.orders import BatchOrder, Order, Outcome
 from switch.ledger.reference import Biller
+from switch.ledger.sql import (
+    bind,
+    for_update,
+    in_list,
+    insert_rows,
+    next_ids,
+    update_rows,
+)
 
 AccountKey = tuple[str, str]  # (biller code, account)
 
@@ -105,36 +113,30 @@ class _Debt:
     open: int
 
 
-_c, _d = s.customers.c, s.debts.c
-# Built once (building costs more Python than running); keys expand at execution.
-_KNOWN = select(_c.biller_code, _c.account).where(
-    tuple_(_c.biller_code, _c.account).in_(bindparam("keys", expanding=True))
-)
+_d = s.debts.c
+# The batch's reads are plain SQL (see sql.py): the key lists are long, and expanding
+# them is what a Core statement costs most. ``{keys}`` is ``sql.in_list``'s.
+_KNOWN = "SELECT biller_code, account FROM customers WHERE (biller_code, account) IN ({keys})"
 _OPEN = (
-    select(_d.id, _d.biller_code, _d.account, _d.period, _d.amount_open)
-    .where(tuple_(_d.biller_code, _d.account).in_(bindparam("keys", expanding=True)))
-    .where(_d.amount_open > 0)
-    .order_by(_d.period, _d.id)
-    .with_for_update()
+    "SELECT id, biller_code, account, period, amount_open FROM debts"
+    " WHERE (biller_code, account) IN ({keys}) AND amount_open > 0"
+    " ORDER BY period, id{lock}"
 )
-_e = s.entries.c
 _WALLET_FUNDS = (
-    select(s.cards.c.wallet_account, s.cards.c.funds, s.cards.c.pin_tries)
-    .where(s.cards.c.wallet_account.in_(bindparam("wallets", expanding=True)))
-    .with_for_update()
+    "SELECT wallet_account, funds, pin_tries FROM cards WHERE wallet_account IN ({keys}){lock}"
 )
 _OPEN_TOTALS = (
     select(_d.biller_code, _d.account, func.sum(_d.amount_open))
     .where(tuple_(_d.biller_code, _d.account).in_(bindparam("keys", expanding=True)))
     .group_by(_d.biller_code, _d.account)
 )
-_INSERT_PAYMENTS = insert(s.payments).returning(s.payments.c.id, sort_by_parameter_order=True)
 
 
 def _known_customers(conn: Connection, keys: set[AccountKey]) -> set[AccountKey]:
     if not keys:
         return set()
-    return {(b, a) for b, a in conn.execute(_KNOWN, {"keys": list(keys)})}
+    in_keys, params = in_list(conn, keys)
+    return {(b, a) for b, a in conn.exec_driver_sql(_KNOWN.format(keys=in_keys), params)}
 
 
 def open_amounts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
@@ -151,8 +153,10 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
     result: dict[AccountKey, list[_Debt]] = {k: [] for k in keys}
     if not keys:
         return result
-    for row in conn.execute(_OPEN, {"keys": list(keys)}):
-        result[(row.biller_code, row.account)].append(_Debt(row.id, row.period, row.amount_open))
+    in_keys, params = in_list(conn, keys)
+    rows = conn.exec_driver_sql(_OPEN.format(keys=in_keys, lock=for_update(conn)), params)
+    for debt_id, biller_code, account, period, amount_open in rows:
+        result[(biller_code, account)].append(_Debt(debt_id, period, amount_open))
     return result
 
 
@@ -161,7 +165,8 @@ def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, _Funds]:
     commit: the tries seen here are authoritative (the PIN step may have used a cache)."""
     if not wallets:
         return {}
-    rows = conn.execute(_WALLET_FUNDS, {"wallets": list(wallets)})
+    in_keys, params = in_list(conn, wallets)
+    rows = conn.exec_driver_sql(_WALLET_FUNDS.format(keys=in_keys, lock=for_update(conn)), params)
     return {w: _Funds(int(f), tries) for w, f, tries in rows}
 
 
@@ -197,9 +202,10 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
 def _write(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime) -> None:
     if not approved:
         return
-    ids = _insert_payments(conn, approved, now)
+    ids = next_ids(conn, s.payments, len(approved))
     for (_, outcome), payment_id in zip(approved, ids, strict=True):
         outcome.facts["payment_id"] = payment_id
+    _insert_payments(conn, approved, now)
     _reduce_debts(conn, approved)
     spend_wallets(conn, _spent(approved), -1)
     post_all(conn, [x for p, o in approved for x in _postings(conn, p, o)], now)
@@ -215,63 +221,77 @@ def _spent(approved: list[tuple[PaymentOrder, Outcome]]) -> dict[str, int]:
 
 def spend_wallets(conn: Connection, amounts: dict[str, int], sign: int) -> None:
     """Move wallets' funds by ``sign * amount`` (one statement for the batch)."""
-    if not amounts:
-        return
-    c = s.cards.c
-    change = case(amounts, value=c.wallet_account)
-    conn.execute(
-        update(s.cards).where(c.wallet_account.in_(amounts)).values(funds=c.funds + sign * change)
-    )
+    rows = [(wallet, sign * amount) for wallet, amount in amounts.items()]
+    update_rows(conn, s.cards.c.funds, "funds + {new}", ("wallet_account",), rows)
 
 
-def _insert_payments(conn: Connection, approved: list, now: datetime) -> list[int]:
+_PAYMENTS = (
+    "id",
+    "acquirer_id",
+    "terminal_id",
+    "channel",
+    "biller_code",
+    "account",
+    "amount",
+    "fee",
+    "reversed_amount",
+    "currency",
+    "advice",
+    "rrn",
+    "auth_code",
+    "masked_pan",
+    "pan_hash",
+    "business_day",
+    "created_at",
+)
+_ALLOCATIONS = ("payment_id", "debt_id", "amount", "reversed_amount")
+
+
+def _insert_payments(
+    conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime
+) -> None:
+    day = bind(conn, s.payments.c.business_day)
+    at = bind(conn, s.payments.c.created_at)(now)
     rows = [
-        {
-            "acquirer_id": p.key.acquirer_id,
-            "terminal_id": p.key.terminal_id,
-            "channel": p.channel,
-            "biller_code": p.account_key[0],
-            "account": p.account,
-            "amount": p.amount,
-            "fee": p.fee,
-            "reversed_amount": 0,
-            "currency": p.currency,
-            "advice": p.advice,
-            "rrn": p.rrn,
-            "auth_code": o.facts["auth_code"],
-            "masked_pan": p.masked_pan,
-            "pan_hash": p.pan_hash,
-            "business_day": p.business_day,
-            "created_at": now,
-        }
+        (
+            o.facts["payment_id"],
+            p.key.acquirer_id,
+            p.key.terminal_id,
+            p.channel,
+            p.biller.code if p.biller else "",
+            p.account,
+            p.amount,
+            p.fee,
+            0,
+            p.currency,
+            p.advice,
+            p.rrn,
+            o.facts["auth_code"],
+            p.masked_pan,
+            p.pan_hash,
+            day(p.business_day),
+            at,
+        )
         for p, o in approved
     ]
-    return list(conn.execute(_INSERT_PAYMENTS, rows).scalars())
+    insert_rows(conn, s.payments, _PAYMENTS, rows)
 
 
 def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]) -> None:
     allocations = [
-        {
-            "payment_id": o.facts["payment_id"],
-            "debt_id": debt_id,
-            "amount": amount,
-            "reversed_amount": 0,
-        }
+        (o.facts["payment_id"], debt_id, amount, 0)
         for _, o in approved
         for debt_id, amount in o.facts["paid"]
     ]
     if not allocations:
         return
     paid_by_debt: dict[int, int] = {}
-    for a in allocations:
-        paid_by_debt[a["debt_id"]] = paid_by_debt.get(a["debt_id"], 0) + a["amount"]
-    d = s.debts.c
-    # One statement for every debt of the batch (SQLite and PostgreSQL alike).
-    paid = case(paid_by_debt, value=d.id)
-    conn.execute(
-        update(s.debts).where(d.id.in_(paid_by_debt)).values(amount_open=d.amount_open - paid)
-    )
-    conn.execute(insert(s.allocations), allocations)
+    for _, debt_id, amount, _ in allocations:
+        paid_by_debt[debt_id] = paid_by_debt.get(debt_id, 0) + amount
+    # One statement for every debt of the batch (SQLite: one executemany).
+    rows = list(paid_by_debt.items())
+    update_rows(conn, s.debts.c.amount_open, "amount_open - {new}", ("id",), rows)
+    insert_rows(conn, s.allocations, _ALLOCATIONS, allocations)
 
 
 def _postings(conn: Connection, p: PaymentOrder, o: Outcome) -> list[Posting]:

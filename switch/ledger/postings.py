@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -34,7 +33,7 @@ from switch.ledger.payments import (
     open_amounts,
 )
 from switch.ledger.reversals import ReversalOrder, original_key, original_payments
-from switch.ledger.sql import insert_ignore_for
+from switch.ledger.sql import bind, insert_rows
 
 __all__ = [
     "BatchOrder",
@@ -88,12 +87,13 @@ def record_batch(
         first.setdefault(order.key, i)
     new = [i for i, o in enumerate(orders) if o.key not in taken and first[o.key] == i]
     results: list[Recorded | None] = [None] * len(orders)
+    at = bind(conn, s.requests.c.created_at)(now)
     for stage in _stages(conn, orders, new):
         rows = []
         for i, outcome in zip(stage, _apply_stage(conn, orders, stage, now), strict=True):
             response = orders[i].respond(outcome)
             results[i] = Recorded(outcome.code, response)
-            rows.append(_request_row(orders[i], outcome, response, now))
+            rows.append(_request_row(orders[i], outcome, response, at))
         _insert_requests(conn, rows)
     return [
         res if res is not None else _earlier(conn, o)
@@ -116,32 +116,45 @@ def _taken(conn: Connection, orders: Sequence[Order]) -> set[RequestKey]:
     return {key for key in (RequestKey(*row) for row in rows) if key in wanted}
 
 
-def _request_row(order: Order, outcome: Outcome, response: dict[str, str], now: datetime) -> dict:
+_REQUESTS = (
+    "acquirer_id",
+    "terminal_id",
+    "stan",
+    "transmitted",
+    "mti",
+    "request_hash",
+    "response_code",
+    "response",
+    "payment_id",
+    "created_at",
+)
+_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(sort_keys=True) builds one per call
+
+
+def _request_row(
+    order: Order, outcome: Outcome, response: dict[str, str], at: object
+) -> tuple[object, ...]:
+    """The request row, in ``_REQUESTS`` order; ``at`` is the batch's time, bound."""
     k = order.key
-    return {
-        "acquirer_id": k.acquirer_id,
-        "terminal_id": k.terminal_id,
-        "stan": k.stan,
-        "transmitted": k.transmitted,
-        "mti": k.mti,
-        "request_hash": order.request_hash,
-        "response_code": outcome.code,
-        "response": json.dumps(response, sort_keys=True),
-        "payment_id": outcome.facts.get("payment_id"),
-        "created_at": now,
-    }
+    return (
+        k.acquirer_id,
+        k.terminal_id,
+        k.stan,
+        k.transmitted,
+        k.mti,
+        order.request_hash,
+        outcome.code,
+        _JSON.encode(response),
+        outcome.facts.get("payment_id"),
+        at,
+    )
 
 
-@cache
-def _requests_insert(dialect: str):  # type: ignore[no-untyped-def]
-    return insert_ignore_for(dialect, s.requests).returning(s.requests.c.id)
-
-
-def _insert_requests(conn: Connection, rows: list[dict]) -> None:
+def _insert_requests(conn: Connection, rows: list[tuple[object, ...]]) -> None:
     if not rows:
         return
-    stmt = _requests_insert(conn.dialect.name)
-    if len(conn.execute(stmt, rows).all()) != len(rows):
+    tail = " ON CONFLICT DO NOTHING"
+    if insert_rows(conn, s.requests, _REQUESTS, rows, tail) != len(rows):
         raise ConcurrentRequest("a request key of this batch was recorded elsewhere meanwhile")
 
 

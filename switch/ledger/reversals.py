@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, case, select, update
+from sqlalchemy import Connection, bindparam, select
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.orders import BatchOrder, Order, Outcome, RequestKey
 from switch.ledger.payments import spend_wallets
+from switch.ledger.sql import update_rows
 
 ORIGINAL_MTIS = ("0200", "0220")
 
@@ -97,39 +98,19 @@ class _Work:
         self.wallets_back: dict[str, int] = {}  # wallet account -> funds returned
 
     def write(self, conn: Connection, now: datetime) -> None:
-        if self.debts_back:
-            d = s.debts.c
-            back = case(self.debts_back, value=d.id)
-            conn.execute(
-                update(s.debts)
-                .where(d.id.in_(self.debts_back))
-                .values(amount_open=d.amount_open + back)
-            )
-            conn.execute(
-                _UPDATE_ALLOCATION,
-                [
-                    {"b_payment": p, "b_debt": debt, "b_reversed": value}
-                    for (p, debt), value in self.allocations.items()
-                ],
-            )
-        if self.reversed:
-            p = s.payments.c
-            conn.execute(
-                update(s.payments)
-                .where(p.id.in_(self.reversed))
-                .values(reversed_amount=case(self.reversed, value=p.id))
-            )
+        """One statement per table for the whole batch (see ``sql.update_rows``)."""
+        back = list(self.debts_back.items())
+        update_rows(conn, _d.amount_open, "amount_open + {new}", ("id",), back)
+        allocations = [(p, debt, value) for (p, debt), value in self.allocations.items()]
+        keys = ("payment_id", "debt_id")
+        update_rows(conn, _a.reversed_amount, "{new}", keys, allocations)
+        update_rows(conn, _p.reversed_amount, "{new}", ("id",), list(self.reversed.items()))
         spend_wallets(conn, self.wallets_back, +1)
         post_all(conn, self.postings, now)
 
 
 _a, _r, _p, _d = s.allocations.c, s.requests.c, s.payments.c, s.debts.c
 _j, _e = s.journal.c, s.entries.c
-_UPDATE_ALLOCATION = (
-    update(s.allocations)
-    .where(_a.payment_id == bindparam("b_payment"), _a.debt_id == bindparam("b_debt"))
-    .values(reversed_amount=bindparam("b_reversed"))
-)
 _ORIGINALS = (
     select(_r.acquirer_id, _r.terminal_id, _r.stan, _r.transmitted, _p, _e.account_code)
     .join(s.payments, _p.id == _r.payment_id)
