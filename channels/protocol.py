@@ -1,8 +1,9 @@
 """An acquirer connection: framing, decoding, many requests in flight, idle timeout.
 
 The protocol knows bytes and connections only. Each decoded request goes to
-a handler (the switch's pipeline) that answers with response fields; answers
-go back as they complete, in any order. Responses are matched by the peer
+a handler (the switch's pipeline) that answers with response fields, or with
+fields and the bytes they encode to (``Encoded``), which are sent as they are;
+answers go back as they complete, in any order. Responses are matched by the peer
 (DE 11 + DE 41, or DE 11 + DE 7 + DE 32), not by order.
 """
 
@@ -19,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.protocols.policies import TimeoutMixin
 
 from channels import metrics
-from iso.dialect import decode_message, encode_message
+from iso.dialect import Encoded, decode_message, encode_message
 from iso.errors import FrameTooLarge, IsoFormatError
 from iso.framing import PREFIXES, FrameDecoder, encode_frame, swap_tpdu
 from iso.partial import decode_partial
@@ -35,7 +36,7 @@ class Handler(TypingProtocol):
 
     def handle(
         self, request: dict[str, str], origin: Origin, raw: bytes
-    ) -> Deferred[dict[str, str]]: ...
+    ) -> Deferred[dict[str, str] | Encoded | None]: ...
 
     def malformed(
         self, partial: dict[str, str], field: str | None, origin: Origin
@@ -113,11 +114,16 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
         d.addErrback(self._failed)
         d.addBoth(self._done)
 
-    def _send(self, response: dict[str, str] | None, tpdu: bytes | None) -> None:
+    def _send(self, response: dict[str, str] | Encoded | None, tpdu: bytes | None) -> None:
         if response is None or not self.transport.connected:  # type: ignore[attr-defined]
             return
+        if isinstance(response, Encoded):  # already encoded (a MACed answer): sent as is
+            response, raw = response.fields, response.raw
+        else:
+            raw = b""
         try:
-            frame = encode_frame(self._prefix, encode_message(response), tpdu and swap_tpdu(tpdu))
+            raw = raw or encode_message(response)
+            frame = encode_frame(self._prefix, raw, tpdu and swap_tpdu(tpdu))
         except IsoFormatError as exc:
             # Never let one unencodable response escape into the reactor: the peer would
             # lose the connection with every other response in flight on it.

@@ -9,11 +9,18 @@ Each call has one time limit (default 2 s) covering connection and answer;
 past it the call fails with ``HsmTimeout`` and a late answer is dropped.
 No connection at all gives ``HsmUnavailable``. Error codes come back as the
 interface's typed errors; verification failure (01) is ``False``.
+
+The switch makes three calls per payment, so a call is kept cheap: one
+Deferred, one callback that turns the answer into the result, and no timer
+of its own. Every call has the same time limit, so deadlines expire in the
+order calls were sent: one timer per client, armed for the oldest call still
+waiting, enforces them all (``_Deadlines``).
 """
 
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -114,16 +121,6 @@ def _deferred(method: Callable[P, Deferred[T]]) -> Callable[P, Deferred[T]]:
     return wrapper
 
 
-def _true_unless_failed(d: Deferred[Fields]) -> Deferred[bool]:
-    """Verification: 00 is True, 01 is False, any other error stays an error."""
-
-    def failed(failure: Failure) -> bool:
-        failure.trap(VerificationFailed)
-        return False
-
-    return d.addCallbacks(lambda _: True, failed)
-
-
 def _timed_out(result: Any, timeout: float) -> Any:
     raise HsmTimeout(f"no answer from the HSM within {timeout} s")
 
@@ -153,8 +150,9 @@ class HostConnection(Int16StringReceiver):
             if header not in self._pending:
                 return header
 
-    def request(self, command: str) -> Deferred[str]:
-        """The answer (after its header) to ``command``; cancelling forgets the request."""
+    def request(self, command: str) -> tuple[str, Deferred[str]]:
+        """The header and the answer (after the header) of ``command``; cancelling the
+        Deferred forgets the request."""
         header = self._header()
 
         def forget(_: Deferred[str]) -> None:
@@ -163,7 +161,13 @@ class HostConnection(Int16StringReceiver):
         d: Deferred[str] = Deferred(forget)
         self._pending[header] = d
         self.sendString((header + command).encode("latin-1"))
-        return d
+        return header, d
+
+    def expire(self, header: str, d: Deferred[str], timeout: float) -> None:
+        """Fail the request ``d`` under ``header`` with ``HsmTimeout`` if it still waits."""
+        if self._pending.get(header) is d:
+            del self._pending[header]
+            d.errback(HsmTimeout(f"no answer from the HSM within {timeout} s"))
 
     def stringReceived(self, frame: bytes) -> None:
         text = frame.decode("latin-1")
@@ -179,6 +183,45 @@ class HostConnection(Int16StringReceiver):
             d.errback(HsmUnavailable("connection to the HSM lost"))
         self._on_lost(self)
         self.lost.callback(None)
+
+
+class _Deadlines:
+    """The time limit of every call in flight, enforced by one timer.
+
+    All calls share one time limit, so their deadlines come in the order they
+    are added: a queue, with the timer armed for its oldest entry. Answered
+    calls stay queued until the timer passes them (a check of ``called``),
+    which costs less than taking each out when its answer comes.
+    """
+
+    def __init__(self, reactor: Any, timeout: float) -> None:
+        self._reactor = reactor
+        self._timeout = timeout
+        self._queue: deque[tuple[float, HostConnection, str, Deferred[str]]] = deque()
+        self._timer: Any = None
+
+    def add(self, connection: HostConnection, header: str, d: Deferred[str]) -> None:
+        self._queue.append((self._reactor.seconds() + self._timeout, connection, header, d))
+        if self._timer is None:
+            self._timer = self._reactor.callLater(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = self._reactor.seconds()
+        queue = self._queue
+        while queue:
+            deadline, connection, header, d = queue[0]
+            if not d.called and deadline > now:
+                self._timer = self._reactor.callLater(deadline - now, self._expire)
+                return
+            queue.popleft()
+            if not d.called:
+                connection.expire(header, d, self._timeout)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
 
 class PayShieldClient:
@@ -204,6 +247,7 @@ class PayShieldClient:
         self._connecting = 0
         self._waiting: list[Deferred[HostConnection]] = []
         self._closed = False
+        self._deadlines = _Deadlines(reactor, timeout)
 
     # ------------------------------------------------------------ the pool
 
@@ -212,13 +256,20 @@ class PayShieldClient:
         """The open connections (at most ``pool_size``)."""
         return tuple(self._connected)
 
+    def _least_busy(self) -> HostConnection | None:
+        """The open connection with the fewest requests in flight; the pool is topped up."""
+        self._fill_pool()
+        if not self._connected:
+            return None
+        return min(self._connected, key=_in_flight)
+
     def _connection(self) -> Deferred[HostConnection]:
-        """The least busy connection; the pool is topped up on the way."""
+        """A connection once one is open (only the first calls wait for one)."""
         if self._closed:
             return fail(HsmUnavailable("client closed"))
-        self._fill_pool()
-        if self._connected:
-            return succeed(min(self._connected, key=lambda c: c.in_flight))
+        connection = self._least_busy()
+        if connection is not None:
+            return succeed(connection)
         d: Deferred[HostConnection] = Deferred(self._waiting.remove)
         self._waiting.append(d)
         return d
@@ -256,6 +307,7 @@ class PayShieldClient:
     def close(self) -> Deferred[None]:
         """Close every connection; fires when they are all closed."""
         self._closed = True
+        self._deadlines.stop()
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(HsmUnavailable("client closed"))
@@ -266,12 +318,25 @@ class PayShieldClient:
 
     # ------------------------------------------------------------ one command
 
-    def _call(self, command: str, values: Mapping[str, str]) -> Deferred[Fields]:
-        """Send one command; its answer's fields, or the typed error of its error code."""
+    def _call(
+        self,
+        command: str,
+        values: Mapping[str, str],
+        result: Callable[..., T] | None = None,
+        *args: Any,
+    ) -> Deferred[T]:
+        """Send one command; ``result(answer, command, values, *args)`` of its answer
+        (default: its fields), or the typed error of its error code."""
         text = command + encode(COMMANDS[command].request, values)
-        d = self._connection().addCallback(lambda connection: connection.request(text))
-        d.addTimeout(self._timeout, self._reactor, onTimeoutCancel=_timed_out)
-        return d.addCallback(_answer, command, values)
+        convert = result or _answer
+        connection = None if self._closed else self._least_busy()
+        if connection is None:  # closed, or no connection open yet: the slow way
+            d = self._connection().addCallback(lambda c: c.request(text)[1])
+            d.addTimeout(self._timeout, self._reactor, onTimeoutCancel=_timed_out)
+            return d.addCallback(convert, command, values, *args)
+        header, answer = connection.request(text)
+        self._deadlines.add(connection, header, answer)
+        return answer.addCallback(convert, command, values, *args)
 
     # ------------------------------------------------------------ the interface
 
@@ -320,7 +385,7 @@ class PayShieldClient:
             "pvki": str(pvki),
             "pvv": pvv,
         }
-        return _true_unless_failed(self._call(VERIFY_PVV_COMMANDS[pin_key.key_type], values))
+        return self._call(VERIFY_PVV_COMMANDS[pin_key.key_type], values, _verdict)
 
     @_deferred
     def verify_pin_ibm(
@@ -346,7 +411,7 @@ class PayShieldClient:
             "validation_data": ibm.validation_data,
             "offset": ibm.offset.ljust(12, "F"),
         }
-        return _true_unless_failed(self._call(VERIFY_IBM_COMMANDS[pin_key.key_type], values))
+        return self._call(VERIFY_IBM_COMMANDS[pin_key.key_type], values, _verdict)
 
     def _mac_values(
         self, key: KeyUnderLmk, data: bytes, algorithm: MacAlgorithm, padding: Padding, length: int
@@ -373,7 +438,7 @@ class PayShieldClient:
         length: int = 8,
     ) -> Deferred[str]:
         values = self._mac_values(key, data, algorithm, padding, length)
-        return self._call("M6", values).addCallback(lambda f: f["mac"])
+        return self._call("M6", values, _answer_field, "mac")
 
     @_deferred
     def verify_mac(
@@ -385,7 +450,8 @@ class PayShieldClient:
         padding: Padding,
     ) -> Deferred[bool]:
         values = self._mac_values(key, data, algorithm, padding, len(mac))
-        return _true_unless_failed(self._call("M8", {**values, "mac": mac.upper()}))
+        values["mac"] = mac.upper()
+        return self._call("M8", values, _verdict)
 
     @_deferred
     def generate_key(
@@ -428,7 +494,7 @@ class PayShieldClient:
             "key": key.value,
             "key_type": key.key_type,
         }
-        return self._call("BU", values).addCallback(lambda f: f["kcv"])
+        return self._call("BU", values, _answer_field, "kcv")
 
     @_deferred
     def generate_cvv(
@@ -436,7 +502,7 @@ class PayShieldClient:
     ) -> Deferred[str]:
         check_key_type(cvk, CVKS)
         values = {"cvk": cvk.value, "pan": pan, "expiry": expiry, "service_code": service_code}
-        return self._call("CW", values).addCallback(lambda f: f["cvv"])
+        return self._call("CW", values, _answer_field, "cvv")
 
     @_deferred
     def verify_cvv(
@@ -450,7 +516,7 @@ class PayShieldClient:
             "expiry": expiry,
             "service_code": service_code,
         }
-        return _true_unless_failed(self._call("CY", values))
+        return self._call("CY", values, _verdict)
 
     @_deferred
     def diagnostics(self) -> Deferred[Diagnostics]:
@@ -474,6 +540,24 @@ def _answer(text: str, command: str, values: Mapping[str, str]) -> Fields:
         return decode(COMMANDS[command].response, text[4:], values)
     except HsmFailure as exc:
         raise HsmBadResponse(f"{command}: {exc}") from None
+
+
+def _answer_field(text: str, command: str, values: Mapping[str, str], name: str) -> str:
+    """One field of an answer (a MAC, a check value)."""
+    return _answer(text, command, values)[name]
+
+
+def _verdict(text: str, command: str, values: Mapping[str, str]) -> bool:
+    """Verification: 00 is True, 01 is False, any other error stays an error."""
+    try:
+        _answer(text, command, values)
+    except VerificationFailed:
+        return False
+    return True
+
+
+def _in_flight(connection: HostConnection) -> int:
+    return connection.in_flight
 
 
 def _translated(f: Fields) -> TranslatedPin:

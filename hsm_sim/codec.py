@@ -8,6 +8,10 @@ through unchanged.
 
 Every problem with the text raises ``InvalidInput`` (error 15) naming the
 field, never quoting its value (it may be a PIN block or an account).
+
+Both ends run these for every command, so the checks are string methods
+(``lstrip`` of the allowed characters leaves nothing) rather than sets built
+per value, and fields read the text by position without a copy of the rest.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from hsm_sim.interface import InvalidInput
 
 Fields = dict[str, str]
 
-HEX = frozenset(string.hexdigits.upper() + string.hexdigits.lower())
-DIGITS = frozenset(string.digits)
-PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
+# Allowed characters, as strings: ``value.lstrip(chars)`` is empty when all are allowed.
+HEX = string.hexdigits
+DIGITS = string.digits
+PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
 
 # Key scheme letter -> hex characters that follow it; a key starting with a
 # hex digit is a single-length key of 16 hex (or a pair of them: ``pair=True``).
@@ -47,11 +52,12 @@ class Cursor:
 
     def take(self, n: int, name: str) -> str:
         """The next ``n`` characters; a message that ends early is invalid input."""
-        if n < 0 or self.pos + n > len(self.text):
+        start = self.pos
+        end = start + n
+        if n < 0 or end > len(self.text):
             raise InvalidInput(f"{name}: message too short")
-        part = self.text[self.pos : self.pos + n]
-        self.pos += n
-        return part
+        self.pos = end
+        return self.text[start:end]
 
     def rest(self) -> int:
         return len(self.text) - self.pos
@@ -65,8 +71,8 @@ class Field(Protocol):
     def encode(self, values: Mapping[str, str]) -> str: ...
 
 
-def _check(name: str, value: str, charset: frozenset[str]) -> str:
-    if not set(value) <= charset:
+def _check(name: str, value: str, charset: str) -> str:
+    if value.lstrip(charset):
         raise InvalidInput(f"{name}: unexpected characters")
     return value
 
@@ -84,13 +90,20 @@ class Fixed:
 
     name: str
     width: int
-    charset: frozenset[str] = PRINTABLE
+    charset: str = PRINTABLE
 
     def decode(self, cursor: Cursor, out: Fields) -> None:
-        out[self.name] = _check(self.name, cursor.take(self.width, self.name), self.charset)
+        value = cursor.take(self.width, self.name)
+        if value.lstrip(self.charset):
+            raise InvalidInput(f"{self.name}: unexpected characters")
+        out[self.name] = value
 
     def encode(self, values: Mapping[str, str]) -> str:
-        value = _check(self.name, _value(values, self.name), self.charset)
+        value = values.get(self.name)
+        if value is None:
+            raise InvalidInput(f"{self.name}: missing")
+        if value.lstrip(self.charset):
+            raise InvalidInput(f"{self.name}: unexpected characters")
         if len(value) != self.width:
             raise InvalidInput(f"{self.name}: must be {self.width} characters")
         return value
@@ -118,19 +131,21 @@ class Key:
     def _width(self, first: str) -> int:
         if first in KEY_SCHEME_WIDTHS:
             return 1 + KEY_SCHEME_WIDTHS[first]
-        if first in HEX:
+        if len(first) == 1 and first in HEX:
             return 32 if self.pair else 16
         raise InvalidInput(f"{self.name}: unknown key scheme")
 
     def decode(self, cursor: Cursor, out: Fields) -> None:
         value = cursor.take(self._width(cursor.peek()), self.name)
-        out[self.name] = value[:1] + _check(self.name, value[1:], HEX)
+        _check(self.name, value[1:], HEX)
+        out[self.name] = value
 
     def encode(self, values: Mapping[str, str]) -> str:
         value = _value(values, self.name)
         if not value or len(value) != self._width(value[0]):
             raise InvalidInput(f"{self.name}: wrong length for its scheme")
-        return value[:1] + _check(self.name, value[1:], HEX)
+        _check(self.name, value[1:], HEX)
+        return value
 
 
 @dataclass(frozen=True)
@@ -236,7 +251,7 @@ def decode_fields(layout: Layout, cursor: Cursor, out: Fields) -> None:
 
 
 def encode_fields(layout: Layout, values: Mapping[str, str]) -> str:
-    return "".join(field.encode(values) for field in layout)
+    return "".join([field.encode(values) for field in layout])
 
 
 def decode(layout: Layout, text: str, context: Mapping[str, str] | None = None) -> Fields:

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.cmac import CMAC
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, succeed
 
-from hsm_sim.crypto import cvv, des, kcv, lmk, mac, pin_verify, pinblock
+from hsm_sim.crypto import cvv, des, engine, kcv, lmk, pin_verify, pinblock
+from hsm_sim.crypto.engine import WorkingKey
 from hsm_sim.crypto.errors import CryptoError, PinBlockError, PinLengthError
 from hsm_sim.interface import (
     CVKS,
@@ -156,21 +155,10 @@ def _pin_format(code: str) -> _PinFormat:
     raise InvalidPinBlockFormat(f"format {code}")
 
 
-def _des_cmac(key: bytes, data: bytes) -> bytes:
-    """CMAC (ISO 9797-1 algorithm 5) with a DES key: what payShield does with variant-LMK keys.
-
-    TODO: belongs in ``hsm_sim.crypto.mac`` next to ``aes_cmac``.
-    """
-    wide = des.expand_key(key)
-    engine = CMAC(TripleDES(wide * 3 if len(wide) == 8 else wide))
-    engine.update(data)
-    return engine.finalize()
-
-
-MAC_FUNCTIONS: dict[MacAlgorithm, Callable[[bytes, bytes, int], bytes]] = {
-    MacAlgorithm.ISO9797_ALG1: mac.iso9797_alg1,
-    MacAlgorithm.ISO9797_ALG3: mac.iso9797_alg3,
-    MacAlgorithm.CMAC: lambda key, data, padding: _des_cmac(key, data),  # pads by its own rule
+MAC_FUNCTIONS: dict[MacAlgorithm, engine.MacFunction] = {
+    MacAlgorithm.ISO9797_ALG1: engine.iso9797_alg1,
+    MacAlgorithm.ISO9797_ALG3: engine.iso9797_alg3,
+    MacAlgorithm.CMAC: engine.des_cmac,  # pads by its own rule
 }
 
 
@@ -184,33 +172,42 @@ class HsmCore:
 
     Like a hardware HSM it keeps recently used working keys decrypted in its own
     memory (never outside it): unwrapping a key under the LMK on every command
-    was half of its cost per payment.
+    was half of its cost per payment. With each key it keeps its cipher
+    contexts (``engine.WorkingKey``): building those was most of the rest.
+    Not thread-safe: one thread (the reactor's) runs it.
     """
 
     KEY_CACHE = 4096
 
     def __init__(self, lmk_set: lmk.LmkSet = lmk.TEST_LMK) -> None:
         self._lmk = lmk_set
-        self._unwrapped: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._unwrapped: OrderedDict[tuple[str, str], WorkingKey] = OrderedDict()
 
     # ------------------------------------------------------------ keys
 
-    def _clear(
+    def _key(
         self, key: KeyUnderLmk, allowed: tuple[str, ...], parity: type[CodedError] = SourceKeyParity
-    ) -> bytes:
+    ) -> WorkingKey:
         """The clear key behind ``key``, refusing a type the operation does not take."""
         check_key_type(key, allowed)
-        cached = self._unwrapped.get((key.key_type, key.value))
+        at = (key.key_type, key.value)
+        cached = self._unwrapped.get(at)
         if cached is not None:
-            self._unwrapped.move_to_end((key.key_type, key.value))
+            self._unwrapped.move_to_end(at)
             return cached
         clear = lmk.decrypt_key(self._lmk, key.key_type, key.value)
         if not des.has_odd_parity(clear):
             raise parity()
-        self._unwrapped[(key.key_type, key.value)] = clear
+        working = self._unwrapped[at] = WorkingKey(clear)
         if len(self._unwrapped) > self.KEY_CACHE:
             self._unwrapped.popitem(last=False)
-        return clear
+        return working
+
+    def _clear(
+        self, key: KeyUnderLmk, allowed: tuple[str, ...], parity: type[CodedError] = SourceKeyParity
+    ) -> bytes:
+        """The clear bytes only, for operations that run too rarely to keep contexts."""
+        return self._key(key, allowed, parity).clear
 
     def _under_lmk(self, key_type: str, clear: bytes, scheme: str) -> KeyUnderLmk:
         value = lmk.encrypt_key(self._lmk, key_type, clear, scheme)
@@ -257,13 +254,13 @@ class HsmCore:
 
     # ------------------------------------------------------------ PINs
 
-    def _pin(self, key: bytes, pin_block: PinBlock, account: str, max_length: int = 12) -> str:
+    def _pin(self, key: WorkingKey, pin_block: PinBlock, account: str, max_length: int = 12) -> str:
         """The PIN inside a block encrypted under ``key``; never leaves this module."""
         fmt = _pin_format(pin_block.format_code)
         block = bytes.fromhex(pin_block.value)
         if len(block) != des.BLOCK:
             raise InvalidPinBlock("PIN block must be 16 hex")
-        pin = fmt.read(des.decrypt_ecb(key, block), _stand_in_pan(account))
+        pin = fmt.read(key.engine.decrypt_ecb(block), _stand_in_pan(account))
         if len(pin) > max_length:
             raise PinLengthOutOfRange()
         return pin
@@ -279,11 +276,11 @@ class HsmCore:
         max_pin_length: int = 12,
     ) -> TranslatedPin:
         account = account_number(pan)
-        source_key = self._clear(source, PIN_KEYS)
-        destination_key = self._clear(destination, PIN_DESTINATIONS, DestinationKeyParity)
+        source_key = self._key(source, PIN_KEYS)
+        destination_key = self._key(destination, PIN_DESTINATIONS, DestinationKeyParity)
         make = _pin_format(destination_format).make
         pin = self._pin(source_key, pin_block, account, max_pin_length)
-        block = des.encrypt_ecb(destination_key, make(pin, _stand_in_pan(account)))
+        block = destination_key.engine.encrypt_ecb(make(pin, _stand_in_pan(account)))
         return TranslatedPin(PinBlock(block.hex().upper(), destination_format), len(pin))
 
     @_hsm_errors
@@ -297,9 +294,12 @@ class HsmCore:
         pvv: str,
     ) -> bool:
         account = account_number(pan)
-        pin = self._pin(self._clear(pin_key, PIN_KEYS), pin_block, account)
-        pvk_clear = self._clear(pvk, PVKS, DestinationKeyParity)
-        expected = pin_verify.visa_pvv(pvk_clear, _stand_in_pan(account), str(pvki), pin)
+        pin = self._pin(self._key(pin_key, PIN_KEYS), pin_block, account)
+        pvk_key = self._key(pvk, PVKS, DestinationKeyParity)
+        if len(pvk_key.clear) != 16:
+            raise InvalidInput(f"PVK must be a 16-byte key pair, not {len(pvk_key.clear)} bytes")
+        encrypt = pvk_key.engine.encrypt_ecb
+        expected = pin_verify.visa_pvv_with(encrypt, _stand_in_pan(account), str(pvki), pin)
         return _equal(expected, pvv)
 
     @_hsm_errors
@@ -313,7 +313,7 @@ class HsmCore:
         max_pin_length: int = 12,
     ) -> bool:
         account = account_number(pan)
-        pin = self._pin(self._clear(pin_key, PIN_KEYS), pin_block, account, max_pin_length)
+        pin = self._pin(self._key(pin_key, PIN_KEYS), pin_block, account, max_pin_length)
         pvk_clear = self._clear(pvk, PVKS, DestinationKeyParity)
         return pin_verify.ibm3624_verify(
             pvk_clear,
@@ -327,8 +327,8 @@ class HsmCore:
     # ------------------------------------------------------------ MACs and CVVs
 
     def _mac(self, key: KeyUnderLmk, data: bytes, algorithm: MacAlgorithm, padding: Padding) -> str:
-        clear = self._clear(key, MAC_KEYS)
-        return MAC_FUNCTIONS[algorithm](clear, data, int(padding.value)).hex().upper()
+        working = self._key(key, MAC_KEYS)
+        return MAC_FUNCTIONS[algorithm](working, data, int(padding.value)).hex().upper()
 
     @_hsm_errors
     def generate_mac(
@@ -396,8 +396,16 @@ def _unwrap(kek: bytes, value: str) -> bytes:
 
 
 def _fired(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
-    """The result of a synchronous call as a Deferred that has already fired (or failed)."""
-    return maybeDeferred(call, *args, **kwargs)
+    """The result of a synchronous call as a Deferred that has already fired (or failed).
+
+    ``maybeDeferred`` would do, but it checks for coroutines and Deferreds that a
+    core operation never returns, on every call.
+    """
+    try:
+        result = call(*args, **kwargs)
+    except Exception:
+        return fail()
+    return succeed(result)
 
 
 class SoftwareHsm:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import iso8583
@@ -52,13 +53,14 @@ FORMATS: dict[str, str] = {
 # fmt: on
 
 _DIGITS = frozenset(string.digits)
-_PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
-# Characters allowed per format; formats not listed default to printable ASCII.
-_CHARSETS: dict[str, frozenset[str]] = {"n": _DIGITS}
+_HEX = frozenset(string.hexdigits)
+# Fields of format n hold digits; every other non-binary field printable ASCII.
+_NUMERIC = frozenset(key for key, fmt in FORMATS.items() if fmt == "n")
 
 # Bitmap keys: pyiso8583 computes them from the fields present.
 _COMPUTED = frozenset({"p", "1"})
 _BINARY = frozenset(key for key, spec in SPEC.items() if spec["data_enc"] == "b")
+_UNCHECKED = _BINARY | _COMPUTED | {"t"}  # binary, computed, or checked on their own
 # DE 65 would announce a tertiary bitmap (fields 129-192) that 1987 lacks.
 _ENCODABLE = frozenset(SPEC) - {"h", "65"} - _COMPUTED
 
@@ -73,12 +75,19 @@ def _check_mti(mti: str) -> None:
 
 
 def _check_chars(fields: Mapping[str, str]) -> None:
-    """Reject values whose characters do not fit the field format (values are not echoed)."""
+    """Reject values whose characters do not fit the field format (values are not echoed).
+
+    Every message is checked both ways, so the test is str methods, exact on
+    ASCII: digits are 0-9 only, printable is 0x20-0x7E.
+    """
     for key, value in fields.items():
-        if key in _BINARY or key in _COMPUTED or key == "t":
+        if key in _UNCHECKED:
             continue
-        allowed = _CHARSETS.get(FORMATS.get(key, "ans"), _PRINTABLE)
-        if not allowed.issuperset(value):
+        if key in _NUMERIC:
+            fits = value.isascii() and (value.isdigit() or not value)
+        else:
+            fits = value.isascii() and value.isprintable()
+        if not fits:
             raise IsoFormatError(f"characters outside format {FORMATS.get(key, 'ans')}", key)
 
 
@@ -165,13 +174,27 @@ def response_mti(mti: str) -> str:
 
 
 # MTI (4) + primary bitmap (8) + MAC (8): the least a MACed message can hold.
-_MIN_MACED = 4 + 8 + 8
+_MAC_BYTES = 8  # DE 64 and DE 128: fixed length, binary
+_SECONDARY_FIELDS = frozenset(str(n) for n in range(65, 128))  # need the secondary bitmap
+_MIN_MACED = 4 + 8 + _MAC_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A message's fields and the bytes they encode to, for whoever made them already.
+
+    A MACed answer is encoded once to compute its MAC; carrying those bytes on
+    spares the channel encoding it again.
+    """
+
+    fields: dict[str, str]
+    raw: bytes
 
 
 def mac_field(fields: Mapping[str, str]) -> str:
     """Where a message's MAC goes: DE 128 when it has a secondary bitmap (any field
     65-127), else DE 64, so the MAC is always the last field."""
-    return "128" if any(k.isdigit() and 64 < int(k) < 128 for k in fields) else "64"
+    return "64" if _SECONDARY_FIELDS.isdisjoint(fields) else "128"
 
 
 def mac_input(raw: bytes) -> bytes:
@@ -183,4 +206,17 @@ def mac_input(raw: bytes) -> bytes:
     """
     if len(raw) < _MIN_MACED:
         raise IsoFormatError("too short to carry a MAC")
-    return bytes(raw[:-8])
+    return bytes(raw[:-_MAC_BYTES])
+
+
+def with_mac(raw: bytes, mac: str) -> bytes:
+    """``raw`` (encoded with a placeholder MAC as its last field) with ``mac`` in its place.
+
+    DE 64/128 are 8 fixed binary bytes at the very end (``mac_field``), so the
+    result is byte for byte what ``encode_message`` gives with the MAC in the fields.
+    """
+    if len(raw) < _MIN_MACED:
+        raise IsoFormatError("too short to carry a MAC")
+    if len(mac) != 2 * _MAC_BYTES or not _HEX.issuperset(mac):
+        raise IsoFormatError(f"MAC must be {2 * _MAC_BYTES} hex digits")
+    return raw[:-_MAC_BYTES] + bytes.fromhex(mac)

@@ -14,7 +14,7 @@ import structlog
 from twisted.internet.defer import Deferred, succeed
 
 from hsm_sim.interface import HsmFailure
-from iso.dialect import encode_message
+from iso.dialect import Encoded, encode_message
 from iso.errors import IsoFormatError
 from switch import metrics
 from switch.errors import Decline, FormatError, NotSupported
@@ -33,10 +33,11 @@ class Pipeline:
 
     def handle(
         self, request: dict[str, str], origin: Origin, raw: bytes = b""
-    ) -> Deferred[dict[str, str] | None]:
+    ) -> Deferred[dict[str, str] | Encoded | None]:
         """Entry point for channels: a decoded request in, response fields out.
 
-        A message that is itself a response (odd third MTI digit) gets none.
+        A MACed response comes with its bytes (``Encoded``): it was encoded to be
+        MACed. A message that is itself a response (odd third MTI digit) gets none.
         """
         mti = request.get("t", "")
         if int(mti[2]) % 2:
@@ -59,7 +60,7 @@ class Pipeline:
 
     async def process(
         self, request: dict[str, str], origin: Origin, raw: bytes = b""
-    ) -> dict[str, str]:
+    ) -> dict[str, str] | Encoded:
         t = Transaction(request, origin, self._clock(), raw)
         try:
             response = await self._run(t)
@@ -79,7 +80,7 @@ class Pipeline:
         )
         return signed
 
-    async def _signed(self, t: Transaction, response: dict[str, str]) -> dict[str, str]:
+    async def _signed(self, t: Transaction, response: dict[str, str]) -> dict[str, str] | Encoded:
         """MAC the response; if the HSM cannot, it goes unsigned (the answer stands)."""
         try:
             return await mac.sign(t, self._sv, response)

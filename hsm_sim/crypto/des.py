@@ -31,13 +31,13 @@ def expand_key(key: bytes) -> bytes:
     raise CryptoError(f"DES key must be 8, 16 or 24 bytes, not {len(key)}")
 
 
-def _cipher_key(key: bytes) -> bytes:
+def cipher_key(key: bytes) -> bytes:
     """24-byte key for the TDEA engine; single DES becomes K|K|K (EDE = E)."""
     wide = expand_key(key)
     return wide * 3 if len(wide) == 8 else wide
 
 
-def _check_blocks(data: bytes) -> None:
+def check_blocks(data: bytes) -> None:
     """Reject data that is not whole 8-byte blocks: HSM ciphers never pad implicitly."""
     if len(data) % BLOCK:
         raise CryptoError(f"data length {len(data)} is not a multiple of {BLOCK}")
@@ -45,24 +45,24 @@ def _check_blocks(data: bytes) -> None:
 
 def encrypt_ecb(key: bytes, data: bytes) -> bytes:
     """Encrypt whole blocks independently (key wrapping, PIN blocks, KCVs)."""
-    _check_blocks(data)
-    encryptor = Cipher(TripleDES(_cipher_key(key)), modes.ECB()).encryptor()
+    check_blocks(data)
+    encryptor = Cipher(TripleDES(cipher_key(key)), modes.ECB()).encryptor()
     return encryptor.update(data) + encryptor.finalize()
 
 
 def decrypt_ecb(key: bytes, data: bytes) -> bytes:
     """Inverse of :func:`encrypt_ecb`."""
-    _check_blocks(data)
-    decryptor = Cipher(TripleDES(_cipher_key(key)), modes.ECB()).decryptor()
+    check_blocks(data)
+    decryptor = Cipher(TripleDES(cipher_key(key)), modes.ECB()).decryptor()
     return decryptor.update(data) + decryptor.finalize()
 
 
 def encrypt_cbc(key: bytes, data: bytes, iv: bytes = bytes(BLOCK)) -> bytes:
     """CBC encryption; its last block is the CBC-MAC that ISO 9797-1 builds on."""
-    _check_blocks(data)
+    check_blocks(data)
     if len(iv) != BLOCK:
         raise CryptoError(f"IV must be {BLOCK} bytes, not {len(iv)}")
-    encryptor = Cipher(TripleDES(_cipher_key(key)), modes.CBC(iv)).encryptor()
+    encryptor = Cipher(TripleDES(cipher_key(key)), modes.CBC(iv)).encryptor()
     return encryptor.update(data) + encryptor.finalize()
 
 

@@ -7,7 +7,7 @@ DECIMAL = frozenset("0123456789")
 
 def is_decimal(text: str) -> bool:
     """True for a non-empty string of ASCII digits (``str.isdigit`` also accepts '²')."""
-    return bool(text) and set(text) <= DECIMAL
+    return text.isascii() and text.isdigit()  # ASCII digits are 0-9 only; '' is not
 
 
 def require_decimal(text: str, what: str, lengths: range) -> str:

@@ -4,6 +4,9 @@ Neither method stores the PIN: both derive a value from the PIN (or from
 the account) under a PIN verification key, so only the HSM can check it.
 """
 
+from collections.abc import Callable
+from functools import partial
+
 from hsm_sim.crypto.des import encrypt_ecb
 from hsm_sim.crypto.digits import require_decimal, visa_decimalise
 from hsm_sim.crypto.errors import CryptoError
@@ -20,11 +23,16 @@ def visa_pvv(pvk: bytes, pan: str, pvki: str, pin: str) -> str:
     """
     if len(pvk) != 16:
         raise CryptoError(f"PVK must be a 16-byte key pair, not {len(pvk)} bytes")
+    return visa_pvv_with(partial(encrypt_ecb, pvk), pan, pvki, pin)
+
+
+def visa_pvv_with(encrypt: Callable[[bytes], bytes], pan: str, pvki: str, pin: str) -> str:
+    """:func:`visa_pvv` with the PVK given as its ECB encryption (an HSM keeps that ready)."""
     require_decimal(pan, "PAN", range(12, 20))
     require_decimal(pvki, "PVKI", range(1, 2))
     require_decimal(pin, "PIN", range(4, 13))
     tsp = pan[:-1][-11:] + pvki + pin[:4]
-    return visa_decimalise(encrypt_ecb(pvk, bytes.fromhex(tsp)).hex().upper(), 4)
+    return visa_decimalise(encrypt(bytes.fromhex(tsp)).hex().upper(), 4)
 
 
 def _check_validation_inputs(validation_data: str, dectab: str) -> None:

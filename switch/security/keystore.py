@@ -45,31 +45,48 @@ class StoredKey:
     retire_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Usable:
+    """One owner's keys of one kind: active ones, and retiring ones with their deadline."""
+
+    active: tuple[KeyUnderLmk, ...]
+    retiring: tuple[tuple[datetime, KeyUnderLmk], ...]
+
+
 @dataclass(frozen=True)
 class KeyRing:
+    """The usable keys, indexed once per (owner, name): every MAC and PIN check asks."""
+
     keys: tuple[StoredKey, ...] = ()
-    _index: dict[tuple[str, str], list[StoredKey]] = field(default_factory=dict, compare=False)
+    _active: dict[tuple[str, str], KeyUnderLmk] = field(default_factory=dict, compare=False)
+    _usable: dict[tuple[str, str], _Usable] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        found: dict[tuple[str, str], list[StoredKey]] = {}
         for k in self.keys:
-            self._index.setdefault((k.owner, k.name), []).append(k)
+            found.setdefault((k.owner, k.name), []).append(k)
+        for at, stored in found.items():
+            active = tuple(k.key for k in stored if k.state == "active")
+            retiring = tuple(
+                (_aware(k.retire_at), k.key)
+                for k in stored
+                if k.state == "retiring" and k.retire_at is not None
+            )
+            if active:
+                self._active[at] = active[0]
+            self._usable[at] = _Usable(active, retiring)
 
     def active(self, owner: str, name: str) -> KeyUnderLmk | None:
-        for k in self._index.get((owner, name), []):
-            if k.state == "active":
-                return k.key
-        return None
+        return self._active.get((owner, name))
 
     def usable(self, owner: str, name: str, now: datetime) -> list[KeyUnderLmk]:
         """The active key first, then retiring keys still inside their grace period."""
-        found = self._index.get((owner, name), [])
-        active = [k.key for k in found if k.state == "active"]
-        grace = [
-            k.key
-            for k in found
-            if k.state == "retiring" and k.retire_at is not None and _aware(k.retire_at) > now
-        ]
-        return active + grace
+        found = self._usable.get((owner, name))
+        if found is None:
+            return []
+        if not found.retiring:
+            return list(found.active)
+        return [*found.active, *(key for until, key in found.retiring if until > now)]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -4,6 +4,10 @@ Requests must carry a MAC over every byte from the MTI up to the MAC field,
 made with the terminal's TAK (a host link's ZAK); a missing or wrong one gets
 63 before anything else happens, so no money moves. Every response on such a
 channel is MACed with the active key. All MAC work is done by the HSM.
+
+A MACed response is encoded once: the MAC covers the encoded bytes, and the
+HSM's MAC is then written into those bytes (it is their last field), so the
+channel sends them as they are.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from hsm_sim.interface import MacAlgorithm, Padding
-from iso.dialect import encode_message, mac_field, mac_input
+from iso.dialect import Encoded, encode_message, mac_field, mac_input, with_mac
 from iso.errors import IsoFormatError
 from switch.errors import SecurityViolation
 from switch.security.keystore import owner_of
@@ -24,6 +28,7 @@ ALGORITHMS: dict[str, tuple[MacAlgorithm, Padding]] = {
 }
 MAC_KEY = {"ATM": "TAK", "POS": "TAK", "HOST": "ZAK"}
 MAC_HEX = 16  # 8 bytes
+PLACEHOLDER = "0" * MAC_HEX  # the MAC field while the MAC is computed
 
 
 def _owner(t: Transaction) -> str:
@@ -52,8 +57,9 @@ async def check_mac(t: Transaction, sv: Services) -> None:
     raise SecurityViolation("MAC wrong")
 
 
-async def sign(t: Transaction, sv: Services, response: dict[str, str]) -> dict[str, str]:
-    """The response with its MAC, where the channel wants one and the terminal has a key."""
+async def sign(t: Transaction, sv: Services, response: dict[str, str]) -> dict[str, str] | Encoded:
+    """The response with its MAC, fields and bytes, where the channel wants one and the
+    terminal has a key; else the response as it was."""
     if t.origin.mac == "none" or t.terminal is None:
         return response
     key = t.mac_key or sv.keys().active(_owner(t), MAC_KEY[t.origin.kind])
@@ -61,8 +67,8 @@ async def sign(t: Transaction, sv: Services, response: dict[str, str]) -> dict[s
         return response
     fields = {k: v for k, v in response.items() if k not in ("64", "128")}
     de = mac_field(fields)
-    fields[de] = "0" * MAC_HEX
+    fields[de] = PLACEHOLDER
     algorithm, padding = ALGORITHMS[t.origin.mac]
     raw = encode_message(fields)
     fields[de] = await sv.hsm.generate_mac(key, mac_input(raw), algorithm, padding, MAC_HEX)
-    return fields
+    return Encoded(fields, with_mac(raw, fields[de]))

@@ -7,12 +7,13 @@ test measures how long anything took.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from twisted.internet import protocol
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import DeferredList, gatherResults
 from twisted.protocols.basic import Int16StringReceiver
 
 from hsm_sim.client import PayShieldClient, parse_url
@@ -60,6 +61,33 @@ class Reversing(Int16StringReceiver):
             self._held = []
 
 
+class AnswersFirst(Int16StringReceiver):
+    """Answers the first request, then nothing: the connection stays open."""
+
+    def __init__(self) -> None:
+        self._answered = False
+
+    def stringReceived(self, frame: bytes) -> None:
+        if not self._answered:
+            self._answered = True
+            self.sendString(dispatch(HsmCore(), frame[:4], frame[4:]))
+
+
+class SlowSecond(Int16StringReceiver):
+    """Answers the second request of a connection late (0.5 s), every other one at once."""
+
+    def __init__(self) -> None:
+        self._seen = 0
+
+    def stringReceived(self, frame: bytes) -> None:
+        self._seen += 1
+        answer = dispatch(HsmCore(), frame[:4], frame[4:])
+        if self._seen == 2:
+            self.factory.reactor.callLater(0.5, self.sendString, answer)  # type: ignore[attr-defined]
+        else:
+            self.sendString(answer)
+
+
 class Garbled(Int16StringReceiver):
     """Echoes the header, then an answer that is too short to be one."""
 
@@ -74,6 +102,7 @@ def serve(reactor_thread: ReactorThread) -> Iterator[Callable[[type[Any]], str]]
 
     def start(protocol_class: type[Any]) -> str:
         factory = protocol.Factory.forProtocol(protocol_class)
+        factory.reactor = reactor_thread.reactor  # type: ignore[attr-defined]
         port = reactor_thread.call(reactor_thread.reactor.listenTCP, 0, factory, 50, "127.0.0.1")
         ports.append(port)
         return f"tcp://127.0.0.1:{port.getHost().port}"
@@ -93,6 +122,44 @@ def test_hsm_client_times_out_on_a_silent_hsm(
     client = make_client(reactor_thread, serve(Silent), timeout=0.2)
     with pytest.raises(HsmTimeout):
         reactor_thread.call(client.diagnostics)
+    reactor_thread.call(client.close)
+
+
+def test_hsm_client_times_out_calls_on_an_open_connection(
+    reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
+) -> None:
+    """Once connected, calls share one timer; each still fails alone with HsmTimeout."""
+    client = make_client(reactor_thread, serve(AnswersFirst), timeout=0.2, pool_size=1)
+    reactor_thread.call(client.diagnostics)
+
+    timers: list[int] = []
+
+    def several() -> Any:
+        before = len(reactor_thread.reactor.getDelayedCalls())
+        calls = [client.generate_mac(TAK_KEY, b"m%d" % n, ALG3, METHOD2) for n in range(20)]
+        timers.append(len(reactor_thread.reactor.getDelayedCalls()) - before)
+        return DeferredList(calls, consumeErrors=True)
+
+    results = reactor_thread.call(several)
+    assert timers[0] <= 1  # one timer for all of them, not one per call
+    assert [ok for ok, _ in results] == [False] * 20
+    assert all(failure.check(HsmTimeout) for _, failure in results)
+    for _ in range(2):  # the timer is armed again for calls made after it ran
+        with pytest.raises(HsmTimeout):
+            reactor_thread.call(client.diagnostics)
+    reactor_thread.call(client.close)
+
+
+def test_hsm_client_drops_a_late_answer_and_goes_on(
+    reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
+) -> None:
+    url = serve(SlowSecond)
+    client = make_client(reactor_thread, url, timeout=0.2, pool_size=1)
+    first = reactor_thread.call(client.diagnostics)
+    with pytest.raises(HsmTimeout):
+        reactor_thread.call(client.diagnostics)
+    time.sleep(0.6)  # the late answer arrives and matches nothing
+    assert reactor_thread.call(client.diagnostics) == first
     reactor_thread.call(client.close)
 
 

@@ -11,8 +11,10 @@ from iso.dialect import (
     base_mti,
     decode_message,
     encode_message,
+    mac_field,
     mac_input,
     response_mti,
+    with_mac,
 )
 from iso.errors import IsoFormatError
 
@@ -170,6 +172,10 @@ def test_returns_bytes() -> None:
         ({"t": "0200", "52": "not hex!00000000"}, "52"),
         ({"t": "0200", "52": "0011"}, "52"),
         ({"t": "0200", "41": "ATM\n0001"}, "41"),
+        ({"t": "0200", "41": "ATM\x7f0001"}, "41"),
+        ({"t": "0200", "41": "ATM\xa00001"}, "41"),
+        ({"t": "0200", "11": "00012\u00b2"}, "11"),
+        ({"t": "0200", "11": "00012\u0663"}, "11"),
     ],
 )
 def test_encode_rejects(fields: dict[str, object], field: str) -> None:
@@ -305,3 +311,38 @@ def test_mac_input_is_everything_before_the_mac() -> None:
 def test_mac_input_rejects_short_messages() -> None:
     with pytest.raises(IsoFormatError):
         mac_input(b"0200" + bytes(8) + bytes(7))
+
+
+@pytest.mark.parametrize("extra", [{}, {"70": "301"}], ids=["de64", "de128"])
+def test_with_mac_gives_the_bytes_of_the_message_with_that_mac(extra: dict[str, str]) -> None:
+    fields = {"t": "0210", "3": "500000", "11": "000001", "39": "00", **extra}
+    de = mac_field(fields)
+    raw = encode_message({**fields, de: "0" * 16})
+    assert with_mac(raw, "0123456789abcdef") == encode_message({**fields, de: "0123456789ABCDEF"})
+
+
+@pytest.mark.parametrize("mac", ["", "0123456789ABCDE", "0123456789ABCDEF0", "0123456789ABCDEG"])
+def test_with_mac_refuses_what_is_not_8_bytes_of_hex(mac: str) -> None:
+    raw = encode_message({"t": "0210", "11": "000001", "64": "0" * 16})
+    with pytest.raises(IsoFormatError):
+        with_mac(raw, mac)
+
+
+def test_with_mac_refuses_short_messages() -> None:
+    with pytest.raises(IsoFormatError):
+        with_mac(b"0210" + bytes(8) + bytes(7), "0" * 16)
+
+
+@pytest.mark.parametrize("value", [" ", "~", "A !#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"])
+def test_encode_accepts_every_printable_ascii_character(value: str) -> None:
+    assert decode_message(encode_message({"t": "0200", "48": value}))["48"] == value
+
+
+@pytest.mark.parametrize(
+    ("extra", "de"),
+    [({}, "64"), ({"64": "0" * 16}, "64"), ({"65": "x"}, "128"), ({"127": "x"}, "128")],
+)
+def test_mac_field_is_128_exactly_when_a_field_needs_the_secondary_bitmap(
+    extra: dict[str, str], de: str
+) -> None:
+    assert mac_field({"t": "0200", "11": "000001", "128": "0" * 16, **extra}) == de
