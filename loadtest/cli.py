@@ -10,10 +10,13 @@
 
 ``--mac-key`` MACs every request and verifies every response (a bad one counts
 as error ``bad_mac``); ``--on-us PAN:PIN --tpk HEX`` makes payments on-us card
-payments with a PIN block; ``--terminals`` restricts the identities used.
+payments with a PIN block, spread over ``--cards N`` cards; ``--terminals``
+restricts the identities used. Requests are built before the window
+(``--prebuild``, see prebuild.py) and response MACs checked after it.
 
 Exit codes: 0 run measured, 1 ledger check failed, 2 bad arguments,
-3 nothing measured (no response in the window), 130 interrupted.
+3 nothing measured (no response in the window), 4 a response MAC did not
+verify, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ from loadtest.security import (
     MAC_KEY_LENGTHS,
     PIN_KEY_LENGTHS,
     OnUsCard,
-    on_us_card,
+    on_us_cards,
     parse_card,
     parse_key,
 )
 
-EXIT_OK, EXIT_LEDGER, EXIT_USAGE, EXIT_EMPTY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_LEDGER, EXIT_USAGE, EXIT_EMPTY, EXIT_MAC, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 SUBCOMMANDS = ("run", "compare", "bench", "echo-server")
 T = TypeVar("T")
 HELP = argparse.ArgumentDefaultsHelpFormatter
@@ -160,6 +163,14 @@ def _workload_options() -> argparse.ArgumentParser:
         help="before the run, add AMOUNT of debt to every account (needs --db)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument(
+        "--prebuild",
+        type=_checked(_whole_number),
+        metavar="N",
+        help="requests built before the warm-up (0: build while sending); None: rate x"
+        " (warmup + duration), closed loop as if 12000/s (a compared switch: 1.25 x the"
+        " echo rate), at most 200000",
+    )
     _security_options(p)
     return p
 
@@ -182,6 +193,13 @@ def _security_options(p: argparse.ArgumentParser) -> None:
         type=_checked(parse_card),
         metavar="PAN:PIN",
         help="payments are on-us card payments (DE 2, 52, 53) of this card (needs --tpk)",
+    )
+    p.add_argument(
+        "--cards",
+        type=_checked(_positive_int),
+        default=1,
+        help="spread on-us payments over N cards: the --on-us card and the next N-1 PANs of"
+        " its BIN, same PIN (bench registers them, each with its own wallet)",
     )
     p.add_argument(
         "--tpk",
@@ -211,6 +229,12 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
         help="the switch's home, kept; None: a scratch folder. One home keeps one on-us"
         " card and wallet across runs on a database",
     )
+
+
+def _whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"expected a whole number, not {text!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -253,25 +277,30 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         "seed",
         "terminals",
         "mac_key",
+        "prebuild",
     )
     values = {name: getattr(args, name) for name in fields}
     if values["max_amount"] is None:
         values["max_amount"] = ON_US_MAX_AMOUNT if args.on_us else MAX_AMOUNT
     try:
-        cfg = RunConfig(**values, on_us=_on_us(args))
+        cards = _on_us(args)
+        cfg = RunConfig(**values, on_us=cards[0] if cards else None, cards=cards)
         cfg.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return cfg
 
 
-def _on_us(args: argparse.Namespace) -> OnUsCard | None:
-    """The on-us card with its PIN block, from ``--on-us`` and ``--tpk`` (both or neither)."""
+def _on_us(args: argparse.Namespace) -> tuple[OnUsCard, ...]:
+    """The on-us cards with their PIN blocks, from ``--on-us``, ``--tpk`` (both or neither)
+    and ``--cards``."""
     if args.on_us is None and args.tpk is None:
-        return None
+        if args.cards > 1:
+            raise ValueError("--cards needs --on-us and --tpk")
+        return ()
     if args.on_us is None or args.tpk is None:
         raise ValueError("--on-us and --tpk go together: the PIN block is made under the TPK")
-    return on_us_card(*args.on_us, args.tpk)
+    return on_us_cards(*args.on_us, args.tpk, args.cards)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -307,19 +336,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
             db = args.db or f"sqlite:///{home / 'billswitch.db'}"
             args.db = db
             _maybe_seed(args, cfg)
-            _maybe_seed_card(db, cfg, home)
+            _maybe_seed_cards(db, cfg, home, args.on_us[1] if args.on_us else "")
             compared = _compare(cfg)
         return _finish(args, db, *compared)
 
 
-def _maybe_seed_card(db: str, cfg: RunConfig, home: Path) -> None:
-    """Bench on-us runs: the demo card must be known under this switch's hash key."""
+def _maybe_seed_cards(db: str, cfg: RunConfig, home: Path, pin: str) -> None:
+    """Bench on-us runs: the cards must be known under this switch's hash key."""
     if cfg.on_us is None:
         return
-    from loadtest.seed import seed_demo_card
+    from loadtest.seed import seed_cards, seed_demo_card
 
     if seed_demo_card(db, home, cfg.on_us.pan):
         print("registered the demo card under this home's hash key (wallet 1000000)")
+    derived = [card.pan for card in cfg.on_us_cards[1:]]
+    if derived and (count := seed_cards(db, home, derived, pin)):
+        print(f"registered {count} more cards of the --on-us card's BIN (wallets 1000000 each)")
 
 
 @contextmanager
@@ -348,13 +380,16 @@ def _hsm_url(args: argparse.Namespace, home: Path) -> Iterator[str | None]:
 def _compare(cfg: RunConfig) -> tuple[dict[str, Any], list[str], Any]:
     """Both runs in one reactor (it cannot restart); the echo server in its own process."""
     from loadtest.echo_process import EchoProcess
+    from loadtest.prebuild import size_after_echo
     from loadtest.runner import run_load
 
     with EchoProcess(cfg.framing, cfg.tpdu is not None, cfg.mac_key) as echo:
         echo_cfg = replace(cfg, host="127.0.0.1", port=echo.port, discover=False)
 
         async def both(reactor: Any) -> tuple[Any, Any]:
-            return await run_load(reactor, echo_cfg), await run_load(reactor, cfg)
+            echo_run = await run_load(reactor, echo_cfg)
+            prebuild = size_after_echo(cfg, echo_run.summary["tps"])
+            return echo_run, await run_load(reactor, replace(cfg, prebuild=prebuild))
 
         echo_result, switch_result = run_in_reactor(both)
     output: dict[str, Any] = {
@@ -374,7 +409,10 @@ def _finish(
     print("\n".join(lines))
     if args.json:
         report.write_json(args.json, output)
-    return status if result.ok else EXIT_EMPTY
+    if not result.ok:
+        return EXIT_EMPTY
+    summaries = [output[k] for k in ("echo", "switch") if k in output] or [output]
+    return status if all(report.authentic(s) for s in summaries) else EXIT_MAC
 
 
 def cmd_echo_server(args: argparse.Namespace) -> int:

@@ -8,7 +8,10 @@ traffic code has one path to count and no unhandled-error noise.
 
 With a MAC key every message we send is MACed (X9.19), and a response whose
 MAC is missing or wrong ends its request as ``bad_mac``: a terminal must not
-trust it, so its outcome is as unknown to us as after a timeout.
+trust it, so its outcome is as unknown to us as after a timeout. Requests of
+the measured load may instead be sent as prebuilt frames (``send_frame``) and
+have their response MACs kept for checking after the window (``ResponseMacs``),
+so the generator spends no crypto on them while the switch is measured.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from iso.dialect import decode_message, encode_message, response_mti
 from iso.errors import IsoFormatError
 from iso.framing import FrameDecoder, LengthPrefix, encode_frame, swap_tpdu
 from loadtest.identity import Identity
-from loadtest.security import mac_ok, signed_message
+from loadtest.response import is_response, read_response
+from loadtest.security import ResponseMacs, mac_ok, signed_message
 from loadtest.stats import OK, TIMEOUT
 from loadtest.workload import MatchKey, match_key
 
@@ -49,6 +53,10 @@ class Framing:
         if self.mac_key is None:
             return encode_message(fields)
         return signed_message(fields, self.mac_key)
+
+    def frame(self, fields: dict[str, str]) -> bytes:
+        """The whole frame: length prefix, TPDU, MACed message (raises IsoFormatError)."""
+        return encode_frame(self.prefix, self.encode(fields), self.tpdu)
 
     def authentic(self, payload: bytes, fields: dict[str, str]) -> bool:
         """Whether a received message carries our MAC (always, without a key)."""
@@ -84,6 +92,7 @@ class TerminalProtocol(Protocol):
         clock: IReactorTime,
         timeout: float,
         counters: WireCounters,
+        macs: ResponseMacs | None = None,
     ) -> None:
         self.identity = identity
         self.connected_now = False
@@ -92,9 +101,11 @@ class TerminalProtocol(Protocol):
         self._clock = clock
         self._timeout = timeout
         self.counters = counters
+        self._macs = macs  # where responses to ``send_frame(..., later=True)`` go
         self.closed: Deferred[None] = Deferred()
         self._decoder = FrameDecoder(framing.prefix, framing.max_frame, framing.tpdu is not None)
-        self._pending: dict[MatchKey, tuple[Deferred[Reply], IDelayedCall]] = {}
+        # match key -> (waiting request, its timer, whether its MAC is checked later)
+        self._pending: dict[MatchKey, tuple[Deferred[Reply], IDelayedCall, bool]] = {}
 
     def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
         """Small frames must not wait for Nagle's algorithm: it would be measured as latency."""
@@ -105,28 +116,33 @@ class TerminalProtocol(Protocol):
         """Resolve every waiting request now rather than at its timeout."""
         self.connected_now = False
         pending, self._pending = self._pending, {}
-        for deferred, timer in pending.values():
+        for deferred, timer, _ in pending.values():
             timer.cancel()
             deferred.callback(Reply(LOST, self._clock.seconds()))
         if not self.closed.called:  # a close-wait may have given up (cancelled) already
             self.closed.callback(None)
 
-    def request(self, fields: dict[str, str]) -> Deferred[Reply]:
-        """Send one request; the Deferred fires with its Reply (never errbacks)."""
-        key = match_key(fields)
+    def request(self, fields: dict[str, str], later: bool = False) -> Deferred[Reply]:
+        """Build and send one request; the Deferred fires with its Reply (never errbacks)."""
+        try:
+            frame = self._framing.frame(fields)
+        except IsoFormatError:
+            return _fired(Reply(ERROR, self._clock.seconds()))
+        return self.send_frame(match_key(fields), frame, later)
+
+    def send_frame(self, key: MatchKey, frame: bytes, later: bool = False) -> Deferred[Reply]:
+        """Send a ready frame whose response matches ``key``.
+
+        ``later``: keep the response's MAC for ``ResponseMacs.verify`` instead
+        of checking it now (needs the ``macs`` given at construction).
+        """
         if not self.connected_now:
             return _fired(Reply(LOST, self._clock.seconds()))
         if key in self._pending:
             return _fired(Reply(ERROR, self._clock.seconds()))
-        try:
-            frame = encode_frame(
-                self._framing.prefix, self._framing.encode(fields), self._framing.tpdu
-            )
-        except IsoFormatError:
-            return _fired(Reply(ERROR, self._clock.seconds()))
         deferred: Deferred[Reply] = Deferred()
         timer = self._clock.callLater(self._timeout, self._expire, key)
-        self._pending[key] = (deferred, timer)
+        self._pending[key] = (deferred, timer, later and self._macs is not None)
         self.transport.write(frame)
         return deferred
 
@@ -147,11 +163,14 @@ class TerminalProtocol(Protocol):
             self._on_message(frame.payload, frame.tpdu)
 
     def _on_message(self, payload: bytes, tpdu: bytes | None) -> None:
-        try:
-            fields = decode_message(payload)
-        except IsoFormatError:
-            self.counters.undecodable += 1
-            return
+        """Responses are read leanly (response.py); requests to us, and oddities, in full."""
+        fields = read_response(payload)
+        if fields is None or not is_response(fields):
+            try:
+                fields = decode_message(payload)
+            except IsoFormatError:
+                self.counters.undecodable += 1
+                return
         if int(fields["t"][2]) % 2 == 0:
             self._answer(fields, tpdu)
             return
@@ -159,12 +178,20 @@ class TerminalProtocol(Protocol):
         if entry is None:
             self.counters.unmatched += 1
             return
-        deferred, timer = entry
+        deferred, timer, later = entry
         timer.cancel()
-        if not self._framing.authentic(payload, fields):
+        if not self._authentic(payload, fields, later):
             deferred.callback(Reply(BAD_MAC, self._clock.seconds()))
             return
         deferred.callback(Reply(OK, self._clock.seconds(), fields))
+
+    def _authentic(self, payload: bytes, fields: dict[str, str], later: bool) -> bool:
+        """Check the MAC now, or keep it for after the window (only a missing one fails now)."""
+        if self._framing.mac_key is None:
+            return True
+        if later and self._macs is not None:
+            return self._macs.keep(payload, fields)
+        return self._framing.authentic(payload, fields)
 
     def _answer(self, fields: dict[str, str], tpdu: bytes | None) -> None:
         """The switch may probe us (0800 echo test); a real terminal would answer 00."""

@@ -11,6 +11,7 @@ from loadtest.workload import KINDS
 
 DEFAULT_MIX = "inquiry=20,payment=70,reversal=10"
 DEFAULT_ACCOUNTS = "1000001-1000100"
+PREBUILD_MAX = 900_000  # below the 999,999 STANs of a terminal: a run never reuses one
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -83,6 +84,9 @@ class RunConfig:
     terminals: tuple[str, ...] | None = None  # None: every terminal of the channel
     mac_key: bytes | None = field(default=None, repr=False)  # TAK: MAC out, verify in
     on_us: OnUsCard | None = field(default=None, repr=False)  # card fields on payments
+    # --cards: every on-us card payments are spread over (empty: just ``on_us``)
+    cards: tuple[OnUsCard, ...] = field(default=(), repr=False)
+    prebuild: int | None = None  # requests built before the window; None: auto, 0: none
 
     def validate(self) -> None:
         """Refuse settings that would make a run meaningless or unbounded."""
@@ -98,6 +102,11 @@ class RunConfig:
             (self.timeout > 0, "timeout must be positive"),
             (self.idle_connections >= 0, "idle connections cannot be negative"),
             (self.max_amount >= 1, "max amount must be at least 1"),
+            (
+                self.prebuild is None or 0 <= self.prebuild <= PREBUILD_MAX,
+                f"prebuild is 0 to {PREBUILD_MAX} (STANs of one terminal must not repeat)",
+            ),
+            (not self.cards or self.on_us is not None, "more cards need an on-us card"),
         ]
         for ok, message in checks:
             if not ok:
@@ -108,6 +117,13 @@ class RunConfig:
             raise ValueError("a host link has no terminals to choose from")
         if self.channel in CHANNELS:
             identities(self.channel, self.terminals)  # raises for an unknown terminal
+
+    @property
+    def on_us_cards(self) -> tuple[OnUsCard, ...]:
+        """The cards on-us payments are spread over; empty when payments are not on-us."""
+        if self.cards:
+            return self.cards
+        return (self.on_us,) if self.on_us is not None else ()
 
     @property
     def mode(self) -> str:

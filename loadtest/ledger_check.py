@@ -15,7 +15,8 @@ generator reads the switch's database and compares:
   approved payment has journal rows;
 - on-us card payments (``--on-us``) are ordinary payments rows whose debit
   leg is the card's wallet instead of the acquirer receivable: each approved
-  payment's debit must be on a wallet account.
+  payment's debit must be on a wallet account (``--cards``: how many distinct
+  wallets paid is reported too).
 
 Rows are found by time and terminal, so another client using the same
 terminals during the run shows up as unexplained payments.
@@ -66,6 +67,7 @@ class LedgerReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     from_wallet: int | None = None  # on-us runs: approved payments debited to a wallet
+    wallets: int | None = None  # on-us runs: distinct wallets those debits were on
 
     @property
     def ok(self) -> bool:
@@ -80,12 +82,17 @@ class LedgerReport:
         }
         if self.from_wallet is not None:
             result["from_wallet"] = self.from_wallet
+            result["wallets"] = self.wallets
         return result
 
     def lines(self) -> list[str]:
         """Human summary: one OK line, or the first discrepancies."""
         if self.ok:
-            wallet = "" if self.from_wallet is None else f", {self.from_wallet} from a wallet"
+            wallet = (
+                ""
+                if self.from_wallet is None
+                else f", {self.from_wallet} from a wallet ({self.wallets} wallets)"
+            )
             head = [f"ledger check: OK ({self.payments} payments{wallet})"]
         else:
             head = [f"ledger check: FAILED ({len(self.problems)} discrepancies)"]
@@ -104,7 +111,7 @@ def check_ledger(url: str, facts: LedgerFacts) -> LedgerReport:
             run_rows = _run_payments(conn, facts)
             unbalanced = _unbalanced_journals(conn, facts.started)
             journaled = _journaled_payments(conn, facts.approved)
-            from_wallet = _wallet_debited(conn, facts.approved) if facts.on_us else set()
+            from_wallet = _wallet_debited(conn, facts.approved) if facts.on_us else {}
     finally:
         engine.dispose()
     report = compare(facts, by_id, run_rows)
@@ -116,9 +123,10 @@ def check_ledger(url: str, facts: LedgerFacts) -> LedgerReport:
     ]
     if facts.on_us:
         report.from_wallet = len(from_wallet)
+        report.wallets = len(set(from_wallet.values()))
         report.problems += [
             f"on-us payment {pid} was not debited to a wallet"
-            for pid in sorted(journaled - from_wallet)
+            for pid in sorted(journaled - set(from_wallet))
         ]
     return report
 
@@ -214,15 +222,15 @@ def _unbalanced_journals(conn: Connection, started: datetime) -> list[tuple[int,
     return [(row[0], row[1]) for row in conn.execute(query)]
 
 
-def _wallet_debited(conn: Connection, ids: Iterable[int]) -> set[int]:
-    """Payments whose payment journal row debits a wallet account."""
-    found: set[int] = set()
+def _wallet_debited(conn: Connection, ids: Iterable[int]) -> dict[int, str]:
+    """Payments whose payment journal row debits a wallet account -> that wallet."""
+    found: dict[int, str] = {}
     source = journal.join(entries, entries.c.journal_id == journal.c.id).join(
         accounts, accounts.c.code == entries.c.account_code
     )
     for chunk in _chunks(ids):
         query = (
-            select(journal.c.payment_id)
+            select(journal.c.payment_id, accounts.c.code)
             .select_from(source)
             .where(
                 journal.c.payment_id.in_(chunk),
@@ -232,7 +240,7 @@ def _wallet_debited(conn: Connection, ids: Iterable[int]) -> set[int]:
             )
             .distinct()
         )
-        found.update(row[0] for row in conn.execute(query))
+        found.update((row[0], row[1]) for row in conn.execute(query))
     return found
 
 

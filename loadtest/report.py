@@ -30,6 +30,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"errors     {sum(errors.values())}{detail}")
     if summary["fallbacks"]:
         lines.append(f"fallbacks  {_breakdown(summary['fallbacks'])}")
+    if "generator_cpu" in summary:
+        lines.append(_cpu_line(summary["generator_cpu"], summary["window_s"]))
+    if "response_macs" in summary:
+        lines.append(_macs_line(summary["response_macs"]))
+    if "prebuilt" in summary:
+        lines.append(_prebuilt_line(summary["prebuilt"]))
     if "idle" in summary:
         lines.append(_idle_line(summary["idle"]))
     lines += [f"note: {note}" for note in summary["notes"]]
@@ -46,8 +52,31 @@ def _target_line(s: dict[str, Any]) -> str:
 
 def _security(s: dict[str, Any]) -> str:
     parts = ["X9.19 MAC on every message"] if s.get("mac") else []
-    parts += ["on-us card payments with PIN"] if s.get("on_us") else []
+    if s.get("on_us"):
+        cards = s.get("cards", 1)
+        parts.append("on-us card payments with PIN" + (f" over {cards} cards" if cards > 1 else ""))
     return ", ".join(parts)
+
+
+def _cpu_line(cpu: dict[str, Any], window_s: float) -> str:
+    share = f"{cpu['share'] * 100:.0f} % of a core" if cpu["share"] is not None else "-"
+    each = f", {cpu['per_response_us']:.0f} us per response" if cpu["per_response_us"] else ""
+    return f"generator  CPU {cpu['seconds']:.2f} s in the {window_s:.1f} s window ({share}{each})"
+
+
+def _macs_line(macs: dict[str, int]) -> str:
+    """Response MACs of the load, checked after the window: every one must verify."""
+    verdict = "" if macs["verified"] == macs["checked"] else "  FAILED"
+    return f"response MACs verified: {macs['verified']} of {macs['checked']}{verdict}"
+
+
+def _prebuilt_line(built: dict[str, Any]) -> str:
+    live = ", ".join(f"{what} {n}" for what, n in built["built_live"].items()) or "none"
+    return (
+        f"prebuilt   {built['requests']} requests (+{built['reversals']} reversals) in"
+        f" {built['seconds']:.1f} s before the warm-up, {built['unsent']} unsent;"
+        f" built while sending: {live}"
+    )
 
 
 def _latency_line(latency: dict[str, float]) -> str:
@@ -75,6 +104,14 @@ def _idle_line(idle: dict[str, int]) -> str:
         f" {idle['connected_at_end']} connected and {idle['signed_on_at_end']}"
         " answering echo 00 at the end"
     )
+
+
+def authentic(summary: dict[str, Any]) -> bool:
+    """No response (sign-ons and warm-up included) had a missing or wrong MAC."""
+    errors = summary["errors"]
+    macs = summary.get("response_macs", {"checked": 0, "verified": 0})
+    bad = errors.get("bad_mac", 0) + errors.get("signon_bad_mac", 0)
+    return not bad and macs["verified"] == macs["checked"]
 
 
 def ratio(switch: dict[str, Any], echo: dict[str, Any]) -> float | None:

@@ -9,6 +9,7 @@ server that never answers.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ from loadtest.driver import drive_closed, drive_rate
 from loadtest.identity import Counters, Identity, identities
 from loadtest.ledger_check import LedgerFacts
 from loadtest.limits import ensure_fd_limit
+from loadtest.prebuild import BuildReport, build, expected_rate, pool_size
+from loadtest.security import ResponseMacs
 from loadtest.stats import OK, Recorder, Window
 from loadtest.traffic import Traffic
 
@@ -45,6 +48,8 @@ class RunState:
     wire: WireCounters = field(default_factory=WireCounters)
     signon: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    macs: ResponseMacs | None = None  # response MACs of the load, checked after the window
+    cpu: list[float] = field(default_factory=list)  # our process CPU time at window start, end
 
 
 @dataclass
@@ -64,7 +69,8 @@ def new_state(reactor: Any, cfg: RunConfig) -> RunState:
     ids = identities(cfg.channel, cfg.terminals)
     facts = LedgerFacts(started, ids[0].acquirer, {i.ledger_terminal for i in ids})
     facts.on_us = cfg.on_us is not None
-    return RunState(reactor, cfg, rng, Counters(started, rng), facts)
+    macs = ResponseMacs(cfg.mac_key) if cfg.mac_key is not None else None
+    return RunState(reactor, cfg, rng, Counters(started, rng), facts, macs=macs)
 
 
 async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
@@ -77,20 +83,90 @@ async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
     active = [c for c in conns if c.signed_on]
     book, discovery = await discover_debts(state, active)
     idle = await open_connections(state, cfg.idle_connections, first=cfg.connections)
-    now = reactor.seconds()
-    window = Window(now + cfg.warmup, now + cfg.warmup + cfg.duration)
-    recorder = Recorder(window)
+    recorder = Recorder(Window(0.0, 0.0))  # the real window starts after prebuilding
     traffic = Traffic(
-        cfg.mix, book, state.counters, state.facts, recorder, reactor, state.rng, cfg.on_us
+        cfg.mix, book, state.counters, state.facts, recorder, reactor, state.rng, cfg.on_us_cards
     )
+    built = _prebuild(state, traffic, active)
+    now = reactor.seconds()
+    window = recorder.window = Window(now + cfg.warmup, now + cfg.warmup + cfg.duration)
     if active:
+        readings = _clock_cpu(state, window)
         await _drive(state, active, traffic, window)
+        for reading in readings:
+            if reading.active():  # the load ended early (every connection lost)
+                reading.cancel()
     else:
         state.notes.append("no connection signed on: nothing was measured")
     idle_report = await probe_idle(state, idle) if cfg.idle_connections else None
     await close_all(state, conns + idle)
     summary = _summary(state, recorder, traffic, discovery, idle_report, len(active))
+    _add_prebuild(summary, built, traffic)
+    _add_cpu(summary, state.cpu)
+    if built is not None and state.macs is not None:
+        _add_response_macs(summary, state.macs)
     return RunResult(summary, state.facts)
+
+
+def _clock_cpu(state: RunState, window: Window) -> list[Any]:
+    """Read our own CPU time as the window opens and closes: what the generator took
+    from a box it shares with the server, and so what the figures may lack."""
+    now = state.reactor.seconds()
+    return [
+        state.reactor.callLater(max(0.0, at - now), lambda: state.cpu.append(time.process_time()))
+        for at in (window.start, window.end)
+    ]
+
+
+def _add_cpu(summary: dict[str, Any], cpu: list[float]) -> None:
+    """``generator_cpu``: seconds, share of one core and per response, in the window."""
+    if len(cpu) != 2:
+        return
+    used = cpu[1] - cpu[0]
+    responses = summary["responses"]
+    summary["generator_cpu"] = {
+        "seconds": round(used, 3),
+        "share": round(used / summary["window_s"], 3) if summary["window_s"] else None,
+        "per_response_us": round(used / responses * 1e6, 1) if responses else None,
+    }
+
+
+def _prebuild(
+    state: RunState, traffic: Traffic, active: list[TerminalProtocol]
+) -> BuildReport | None:
+    """Build the load's requests now, before the warm-up (see prebuild.py); None: on the fly."""
+    count = pool_size(state.cfg, len(active))
+    if not active or count == 0:
+        return None
+    ids = [conn.identity for conn in active]
+    cfg = state.cfg
+    ready, reversals, report = build(traffic, _framing(cfg), ids, count, expected_rate(cfg))
+    traffic.use_prebuilt(ready, reversals)
+    return report
+
+
+def _add_prebuild(summary: dict[str, Any], built: BuildReport | None, traffic: Traffic) -> None:
+    if built is None:
+        return
+    live = dict(traffic.built_live)
+    summary["prebuilt"] = built.as_dict() | {"unsent": traffic.prebuilt_left, "built_live": live}
+    if ran_out := live.get("after the prebuilt ran out"):
+        summary["notes"].append(
+            f"the {built.requests} prebuilt requests ran out: {ran_out} more were built while"
+            " sending, which costs the generator CPU (raise --prebuild)"
+        )
+
+
+def _add_response_macs(summary: dict[str, Any], macs: ResponseMacs) -> None:
+    """Verify the kept response MACs now that the load has stopped; a failure is an error."""
+    failed_before = macs.failed  # no MAC field at all: already counted as bad_mac replies
+    macs.verify()
+    summary["response_macs"] = {"checked": macs.checked, "verified": macs.checked - macs.failed}
+    late = macs.failed - failed_before
+    if late:
+        errors = summary["errors"]
+        errors["bad_mac"] = errors.get("bad_mac", 0) + late
+        summary["errors"] = dict(sorted(errors.items()))
 
 
 async def _drive(
@@ -123,7 +199,9 @@ def _open_one(state: RunState, identity: Identity) -> Deferred[TerminalProtocol 
 
 async def _connect_and_sign_on(state: RunState, identity: Identity) -> TerminalProtocol | None:
     cfg = state.cfg
-    protocol = TerminalProtocol(identity, _framing(cfg), state.reactor, cfg.timeout, state.wire)
+    protocol = TerminalProtocol(
+        identity, _framing(cfg), state.reactor, cfg.timeout, state.wire, state.macs
+    )
     conn = await connect(state.reactor, cfg.host, cfg.port, protocol, cfg.timeout)
     if conn is None:
         return None
@@ -250,6 +328,7 @@ def _summary(
         "warmup_s": cfg.warmup,
         "mac": cfg.mac_key is not None,
         "on_us": cfg.on_us is not None,
+        "cards": len(cfg.on_us_cards),
     }
     summary |= recorder.summary()
     summary["errors"] = _errors(recorder, state)
@@ -265,8 +344,8 @@ def _card_notes(cfg: RunConfig, codes: dict[str, dict[str, int]]) -> list[str]:
     """Explain the on-us declines an operator would otherwise puzzle over."""
     paid = codes.get("payment", {}) if cfg.on_us else {}
     notes = {
-        "05": "on-us payments got 05: the switch does not know the card (for bench: the"
-        " card is registered under the first home's hash key, see --home)",
+        "05": "on-us payments got 05: the switch does not know a card (bench registers"
+        " the --on-us card and its --cards under its own home's hash key, see --home)",
         "51": "on-us payments got 51: the wallet has run dry",
     }
     return [note for code, note in notes.items() if code in paid]

@@ -89,3 +89,81 @@ def on_us_card(pan: str, pin: str, tpk: bytes) -> OnUsCard:
     except CryptoError as exc:
         raise ValueError(f"cannot build the PIN block: {exc}") from None
     return OnUsCard(pan, block.hex().upper())
+
+
+BIN_DIGITS = 6  # cards derived for --cards stay in the base card's BIN
+
+
+def luhn_digit(body: str) -> str:
+    """The check digit that makes ``body`` + digit pass the Luhn test."""
+    total = 0
+    for i, char in enumerate(reversed(body)):
+        n = int(char) * (2 if i % 2 == 0 else 1)
+        total += n - 9 if n > 9 else n
+    return str(-total % 10)
+
+
+def card_pans(pan: str, count: int) -> list[str]:
+    """``count`` PANs: ``pan`` first, then its successors in the same BIN, each Luhn-valid.
+
+    Deterministic (account part + k, new check digit), so a bench that seeds
+    the cards and a later run with the same ``--on-us`` and ``--cards`` agree.
+    """
+    if count < 1:
+        raise ValueError("need at least one card")
+    body = pan[:-1]
+    pans = [pan]
+    k = 0
+    while len(pans) < count:
+        k += 1
+        derived = str(int(body) + k).zfill(len(body))
+        if len(derived) != len(body) or derived[:BIN_DIGITS] != pan[:BIN_DIGITS]:
+            raise ValueError(f"{count} cards do not fit in the BIN of the --on-us card")
+        derived += luhn_digit(derived)
+        if derived != pan:
+            pans.append(derived)
+    return pans
+
+
+def on_us_cards(pan: str, pin: str, tpk: bytes, count: int = 1) -> tuple[OnUsCard, ...]:
+    """``count`` on-us cards sharing one PIN, each with its own PIN block (format 0 has the PAN)."""
+    return tuple(on_us_card(p, pin, tpk) for p in card_pans(pan, count))
+
+
+class ResponseMacs:
+    """Response MACs of the measured requests, kept in the window and verified after it.
+
+    Verifying a MAC costs the generator about as much CPU as the switch spends
+    making it, and on a shared box that CPU would be taken from the switch under
+    measurement. So the window only keeps each response's bytes (a response with
+    no MAC field at all fails at once: no crypto needed), and ``verify`` runs
+    once the load has stopped. Every response is still checked.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._kept: list[bytes] = []
+        self.checked = 0
+        self.failed = 0
+
+    def keep(self, payload: bytes, fields: Mapping[str, str]) -> bool:
+        """Keep a response for later; False (counted as failed) when it has no MAC field."""
+        if not any(de in fields for de in MAC_FIELDS) or len(payload) <= MAC_BYTES:
+            self.checked += 1
+            self.failed += 1
+            return False
+        self._kept.append(bytes(payload))
+        return True
+
+    def verify(self) -> None:
+        """Check every kept response (after the window); failures add to ``failed``."""
+        kept, self._kept = self._kept, []
+        for raw in kept:
+            self.checked += 1
+            if x919(self._key, raw[:-MAC_BYTES]) != raw[-MAC_BYTES:]:
+                self.failed += 1
+
+    @property
+    def pending(self) -> int:
+        """Responses kept and not yet verified."""
+        return len(self._kept)

@@ -33,7 +33,7 @@ KINDS = ("inquiry", "payment", "reversal")
 MatchKey = tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stamp:
     """DE 7 (UTC) and DE 12/13 (terminal local time) of one request."""
 
@@ -53,7 +53,7 @@ def stamp_now() -> Stamp:
     return stamp_at(utc, utc.astimezone())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Header:
     """What identifies one request on the wire: who, STAN, when, RRN."""
 
@@ -63,7 +63,7 @@ class Header:
     rrn: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Original:
     """An approved payment, remembered so it can be reversed later."""
 

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from loadtest.echo_process import EchoProcess
+from loadtest.security import card_pans
+from loadtest.seed import seed_cards
 from tests.conftest import BACKENDS, postgres_schema_url
 from tests.switch_process import SwitchProcess
 
@@ -93,6 +95,26 @@ def test_macd_on_us_run_against_the_switch(tmp_path: Path, mac_switch: SwitchPro
     assert ledger["from_wallet"] == ledger["payments"] > 0
 
 
+def test_many_cards_each_pay_from_their_own_wallet(
+    tmp_path: Path, mac_switch: SwitchProcess
+) -> None:
+    pans = card_pans(CARD.split(":")[0], 4)
+    assert seed_cards(mac_switch.db_url, mac_switch.home, pans[1:], "1234") == 3
+    code, summary, out = loadtest(
+        tmp_path, "run", "--port", str(mac_switch.ports["atm_mac"]), "--connections", "3",
+        "--concurrency", "2", "--mix", "payment=100", "--cards", "4",
+        "--db", mac_switch.db_url, *KEYED,
+    )  # fmt: skip
+    assert code == 0, out
+    assert_approved_and_clean(summary)
+    macs = summary["response_macs"]
+    assert macs["verified"] == macs["checked"] > 0
+    ledger = summary["ledger_check"]
+    assert ledger["ok"], ledger
+    assert ledger["from_wallet"] == ledger["payments"] > 0
+    assert ledger["wallets"] == 4
+
+
 def test_bench_with_mac_and_the_hsm_simulator(tmp_path: Path) -> None:
     code, report, out = loadtest(
         tmp_path,
@@ -104,12 +126,16 @@ def test_bench_with_mac_and_the_hsm_simulator(tmp_path: Path) -> None:
         "2",
         "--mix",
         "payment=100",
+        "--cards",
+        "3",
         *KEYED,
     )
     assert code == 0, out
     assert_approved_and_clean(report["switch"])
     assert report["echo"]["errors"] == {}  # the echo server MACs its answers too
     assert report["ledger_check"]["ok"], report["ledger_check"]
+    assert "registered 2 more cards" in out
+    assert report["ledger_check"]["wallets"] == 3
     assert 'mac = "x919"' in (tmp_path / "home" / "bench.toml").read_text()
     assert "hsm_sim: listening" in (tmp_path / "home" / "hsm_sim.log").read_text()
 

@@ -1,4 +1,5 @@
-"""``bench --on-us`` registers the demo card under its own home's hash key when needed."""
+"""``bench --on-us`` registers the demo card under its own home's hash key when needed,
+and with ``--cards N`` the cards derived from it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from loadtest.seed import seed_demo_card
+from hsm_sim.crypto.pin_verify import visa_pvv
+from loadtest.security import card_pans
+from loadtest.seed import demo_pvk, seed_cards, seed_demo_card
 from switch.app import prepare_database
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import Settings
+from switch.demo import DEMO_WALLET_FUNDS
 from switch.ledger.schema import cards, entries
 
 PAN = "9990001000000001"  # the demo card (test-only)
@@ -46,3 +50,31 @@ def test_other_pans_are_left_alone(tmp_path: Path) -> None:
     url = _database(tmp_path)
     assert not seed_demo_card(url, tmp_path / "bench-home", "4000001234567899")
     assert _cards_and_balance(url)[0] == 1
+
+
+def test_bench_cards_get_their_own_pvv_wallet_and_funds_once(tmp_path: Path) -> None:
+    url = _database(tmp_path)
+    home = tmp_path / "bench-home"
+    pans = card_pans(PAN, 4)[1:]
+    assert seed_cards(url, home, pans, "1234") == 3
+    assert seed_cards(url, home, pans, "1234") == 0  # known now: left as they are
+    hasher = Hasher(load_or_create_key(home / "hash.key"))
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = {
+            row.pan_hash: row
+            for row in conn.execute(
+                select(cards).where(cards.c.pan_hash.in_(map(hasher.pan, pans)))
+            )
+        }
+        for pan in pans:
+            row = rows[hasher.pan(pan)]
+            assert row.pvv == visa_pvv(demo_pvk(), pan, "1", "1234")
+            assert row.funds == DEMO_WALLET_FUNDS and row.status == "active"
+            balance = select(func.sum(entries.c.amount)).where(
+                entries.c.account_code == row.wallet_account
+            )
+            assert conn.execute(balance).scalar_one() == -DEMO_WALLET_FUNDS
+    engine.dispose()
+    assert len({row.wallet_account for row in rows.values()}) == 3
+    assert _cards_and_balance(url) == (4, 0)  # the demo card and ours; journal balanced
