@@ -23,6 +23,12 @@ def visa_decimalise(hex_digits: str, count: int) -> str:
     Two passes over the cipher text keep the result uniformly spread while
     always yielding enough digits (16 nibbles give at least 16 candidates).
     """
-    first = [d for d in hex_digits if d in DECIMAL]
-    second = [str(int(d, 16) - 10) for d in hex_digits if d not in DECIMAL]
-    return "".join(first + second)[:count]
+    first = hex_digits.translate(_DROP_LETTERS)
+    second = hex_digits.translate(_LETTERS_MINUS_TEN)
+    return (first + second)[:count]
+
+
+_HEX_LETTERS = "ABCDEFabcdef"
+_DROP_LETTERS = str.maketrans("", "", _HEX_LETTERS)
+# Letters become their value minus ten; digits are dropped (second pass).
+_LETTERS_MINUS_TEN = str.maketrans("ABCDEFabcdef", "012345012345", "0123456789")

@@ -22,7 +22,9 @@ _FORMAT3_FILL = "ABCDEF"
 
 def _xor(a: bytes, b: bytes) -> bytes:
     """Byte-wise XOR of two equal-length fields."""
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        raise ValueError("XOR of fields of different lengths")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 def _check_pin(pin: str) -> None:

@@ -55,7 +55,7 @@ def count_try(conn: Connection, pan_hash: str, right: bool) -> int:
 
 
 def is_on_us(pan: str, bins: tuple[str, ...]) -> bool:
-    return any(pan.startswith(b) for b in bins)
+    return pan.startswith(bins)
 
 
 async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
