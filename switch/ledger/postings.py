@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, select
 
 from switch.ledger import schema as s
+from switch.ledger.locks import lock_in_order
 from switch.ledger.orders import (
     BatchOrder,
     Order,
@@ -87,6 +88,7 @@ def record_batch(
         first.setdefault(order.key, i)
     new = [i for i, o in enumerate(orders) if o.key not in taken and first[o.key] == i]
     results: list[Recorded | None] = [None] * len(orders)
+    lock_in_order(conn, [orders[i] for i in new])
     at = bind(conn, s.requests.c.created_at)(now)
     for stage in _stages(conn, orders, new):
         rows = []

@@ -121,6 +121,7 @@ _ORIGINALS = (
         _r.transmitted.in_(bindparam("times", expanding=True)),
         _r.mti.in_(ORIGINAL_MTIS),
     )
+    .order_by(_p.id)  # rows are locked in id order, as every batch locks them
     .with_for_update(of=s.payments)
 )
 _ALLOCATIONS = (
@@ -168,6 +169,11 @@ def _allocations(conn: Connection, payment_ids: set[int]) -> dict[int, list[_All
                 _Allocation(row.debt_id, row.amount, row.reversed_amount)
             )
     return result
+
+
+def allocated_debts(conn: Connection, payment_ids: set[int]) -> set[int]:
+    """The debts these payments paid (a reversal may reopen any of them)."""
+    return {a.debt_id for found in _allocations(conn, payment_ids).values() for a in found}
 
 
 def _restore(payment: _Payment, allocations: list[_Allocation], target: int, work: _Work) -> None:
