@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
@@ -41,21 +41,17 @@ from switch.sessions import SignOns
 log = structlog.get_logger(__name__)
 
 
-def prepare_database(
-    settings: Settings, hasher: Hasher, first: bool = True
-) -> tuple[Engine, Engine]:
-    """Migrate, load demo data into an empty database; returns (write, read) engines.
-
-    ``first=False`` (a worker process: its supervisor did it already) skips both.
-    """
+def prepare_database(settings: Settings, hasher: Hasher) -> None:
+    """Migrate, and load demo data into an empty database (once per machine: the
+    supervisor of several workers does it for them)."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    url = settings.db_url()
-    writer_engine = make_engine(url)
-    if first:
-        migrate(writer_engine)
-        with writer_engine.begin() as conn:
+    engine = make_engine(settings.db_url())
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
             _load_demo(conn, settings, hasher)
-    return writer_engine, make_engine(url, write=False)
+    finally:
+        engine.dispose()
 
 
 def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
@@ -80,10 +76,11 @@ def make_hsm(settings: HsmSettings, reactor: Any) -> Hsm:
     )
 
 
-def _load_cached(conn: Connection, now: datetime) -> tuple[Reference, KeyRing]:
-    """Fresh reference data and keys; keys whose grace period is over are retired first."""
+def _load_reference(conn: Connection, now: datetime) -> Reference:
+    """Fresh reference data; keys whose grace period is over are retired on the way
+    (the key poll then sees the change and reloads the keys)."""
     expire_grace(conn, now)
-    return load_reference(conn), load_keys(conn)
+    return load_reference(conn)
 
 
 class SwitchApp:
@@ -99,7 +96,10 @@ class SwitchApp:
     def prepare(self) -> None:
         s = self.settings
         hasher = Hasher(load_or_create_key(s.home / "hash.key"))
-        self.engine, self.read_engine = prepare_database(s, hasher, first=self.worker is None)
+        if self.worker is None:
+            prepare_database(s, hasher)
+        self.engine = make_engine(s.db_url())
+        self.read_engine = make_engine(s.db_url(), write=False)
         with self.read_engine.connect() as conn:
             self._reference = load_reference(conn)
             self._keys = load_keys(conn)
@@ -160,16 +160,16 @@ class SwitchApp:
 
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
-        d = self.reads.transaction(_load_cached, datetime.now(UTC))
+        d = self.reads.transaction(_load_reference, datetime.now(UTC))
         d.addCallback(self._set_reference)
-        d.addErrback(self._reference_failed)
+        d.addErrback(self._refresh_failed)
         return d
 
     def check_keys(self) -> Deferred[None]:
         """Reload the keys if another node or worker changed them (a cheap poll)."""
         d = self.reads.run(keys_version)
         d.addCallback(self._keys_checked)
-        d.addErrback(self._reference_failed)
+        d.addErrback(self._refresh_failed)
         return d
 
     def _keys_checked(self, version: tuple[int, int]) -> Deferred[None] | None:
@@ -184,13 +184,13 @@ class SwitchApp:
         """Replace the key snapshot (after a key change on this node)."""
         self._keys = keys
 
-    def _reference_failed(self, failure: Any) -> None:
-        """Keep serving from the cached reference data; try again next time."""
-        log.warning("reference data refresh failed", error=failure.getErrorMessage())
+    def _refresh_failed(self, failure: Any) -> None:
+        """Keep serving from the cached reference data and keys; try again next time."""
+        log.warning("refresh of cached data failed", error=failure.getErrorMessage())
 
-    def _set_reference(self, loaded: tuple[Reference, KeyRing]) -> Reference:
-        self._reference, self._keys = loaded
-        return self._reference
+    def _set_reference(self, reference: Reference) -> Reference:
+        self._reference = reference
+        return reference
 
     def _roll_business_day(self) -> None:
         """Open the current business day, close earlier ones, and do it again at cut-over."""

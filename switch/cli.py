@@ -68,11 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: at least 1")
         settings = replace(settings, workers=args.workers)
-    worker = int(args.worker.split(":")[0]) if args.worker else None
-    logs.configure(settings.log_level, settings.log_json, worker)
+    index: int | None = None
+    if args.worker:  # INDEX:FD from the supervisor
+        index, ready_fd = map(int, args.worker.split(":"))
+    logs.configure(settings.log_level, settings.log_json, index)
     _raise_file_limit()
-    if args.worker:
-        return _run_worker(settings, args.worker, args.worker_ports or "")
+    if index is not None:
+        return _run_worker(settings, index, ready_fd, args.worker_ports or "")
     if settings.workers > 1:
         return _run_supervisor(settings, args)
     return _run_node(settings)
@@ -109,7 +111,7 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
     return 0
 
 
-def _run_worker(settings: Settings, spec: str, ports: str) -> int:
+def _run_worker(settings: Settings, index: int, ready_fd: int, ports: str) -> int:
     """``--worker INDEX:FD --worker-ports name=port,...``: one of several processes.
 
     Started by the supervisor (switch/workers.py): FD is its ready pipe, and the
@@ -117,12 +119,11 @@ def _run_worker(settings: Settings, spec: str, ports: str) -> int:
     """
     from dataclasses import replace
 
-    index, fd = spec.split(":")
     bound = dict(item.split("=") for item in ports.split(",") if item)
     channels = tuple(
         replace(c, port=int(bound[c.name])) if c.name in bound else c for c in settings.channels
     )
-    return _run_node(replace(settings, channels=channels), int(index), int(fd))
+    return _run_node(replace(settings, channels=channels), index, ready_fd)
 
 
 def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,8 +135,7 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
     from switch.workers import Supervisor, WorkerStartError, reserve_ports
 
     hasher = Hasher(load_or_create_key(settings.home / "hash.key"))
-    for engine in prepare_database(settings, hasher):
-        engine.dispose()
+    prepare_database(settings, hasher)
     enabled = [c for c in settings.channels if c.enabled]
     try:
         held = reserve_ports([(c.name, c.host, c.port) for c in enabled])

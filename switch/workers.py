@@ -26,7 +26,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import structlog
@@ -54,28 +53,20 @@ def reserve_ports(channels: Sequence[tuple[str, str, int]]) -> dict[str, socket.
     return {name: reuseport_socket(host, port, listen=False) for name, host, port in channels}
 
 
-@dataclass
-class _Worker:
-    index: int
-    proc: subprocess.Popen[bytes]
-    started_at: float = field(default_factory=time.monotonic)
-
-
 class Supervisor:
     """Starts, watches and stops the worker processes."""
 
     def __init__(self, argv: Sequence[str], count: int) -> None:
         self._argv = list(argv)
         self._count = count
-        self._workers: dict[int, _Worker] = {}
+        self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._stopping = False
 
     def start(self) -> list[dict[str, int]]:
         """Start every worker; returns each one's bound ports once all listen."""
         ports = []
         for index in range(self._count):
-            worker, bound = self._spawn(index)
-            self._workers[index] = worker
+            self._workers[index], bound = self._spawn(index)
             ports.append(bound)
         return ports
 
@@ -84,8 +75,8 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         while not self._stopping:
-            for index, worker in list(self._workers.items()):
-                code = worker.proc.poll()
+            for index, proc in list(self._workers.items()):
+                code = proc.poll()
                 if code is not None and not self._stopping:
                     log.error("worker died; starting it again", worker=index, exit_code=code)
                     time.sleep(RESTART_DELAY)
@@ -96,18 +87,18 @@ class Supervisor:
     def stop(self) -> int:
         """Ask every worker to stop (each drains its ledger queue) and wait for them."""
         self._stopping = True
-        for worker in self._workers.values():
-            if worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGTERM)
+        for proc in self._workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         worst = 0
         deadline = time.monotonic() + STOP_TIMEOUT
-        for index, worker in self._workers.items():
+        for index, proc in self._workers.items():
             try:
-                code = worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.error("worker did not stop in time; killed", worker=index)
-                worker.proc.kill()
-                code = worker.proc.wait()
+                proc.kill()
+                code = proc.wait()
             worst = worst or (code if code and code > 0 else 0)
         return worst
 
@@ -120,7 +111,7 @@ class Supervisor:
         except WorkerStartError as exc:
             log.error("worker restart failed", worker=index, error=str(exc))
 
-    def _spawn(self, index: int) -> tuple[_Worker, dict[str, int]]:
+    def _spawn(self, index: int) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
         read_fd, write_fd = os.pipe()
         argv = [*self._argv, "--worker", f"{index}:{write_fd}"]
         try:
@@ -137,7 +128,7 @@ class Supervisor:
                     proc.kill()
                 proc.wait()
                 raise
-        return _Worker(index, proc), bound
+        return proc, bound
 
 
 def _read_ready(pipe: IO[bytes], proc: subprocess.Popen[bytes]) -> dict[str, int]:

@@ -58,7 +58,6 @@ class KeyRing:
     """The usable keys, indexed once per (owner, name): every MAC and PIN check asks."""
 
     keys: tuple[StoredKey, ...] = ()
-    _active: dict[tuple[str, str], KeyUnderLmk] = field(default_factory=dict, compare=False)
     _usable: dict[tuple[str, str], _Usable] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,12 +71,11 @@ class KeyRing:
                 for k in stored
                 if k.state == "retiring" and k.retire_at is not None
             )
-            if active:
-                self._active[at] = active[0]
             self._usable[at] = _Usable(active, retiring)
 
     def active(self, owner: str, name: str) -> KeyUnderLmk | None:
-        return self._active.get((owner, name))
+        found = self._usable.get((owner, name))
+        return found.active[0] if found and found.active else None
 
     def usable(self, owner: str, name: str, now: datetime) -> list[KeyUnderLmk]:
         """The active key first, then retiring keys still inside their grace period."""

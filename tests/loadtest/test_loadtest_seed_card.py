@@ -24,8 +24,7 @@ def _database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     first = tmp_path / "first-home"
     hasher = Hasher(load_or_create_key(first / "hash.key"))
-    for engine in prepare_database(Settings(home=first, db=url), hasher):
-        engine.dispose()
+    prepare_database(Settings(home=first, db=url), hasher)
     return url
 
 
