@@ -9,10 +9,18 @@ and the payment is then paid from the card's wallet account in the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Connection, select, update
 
-from hsm_sim.interface import PinBlock
-from switch.errors import Decline, IncorrectPin, PinTriesExceeded, SecurityViolation
+from hsm_sim.interface import HsmError, PinBlock
+from switch.errors import (
+    Decline,
+    FormatError,
+    IncorrectPin,
+    PinTriesExceeded,
+    SecurityViolation,
+)
 from switch.ledger import schema as s
 from switch.security.cache import Card
 from switch.security.keystore import ISSUER, owner_of
@@ -21,6 +29,20 @@ from switch.transaction import Transaction
 
 PIN_KEY = {"ATM": "TPK", "POS": "TPK", "HOST": "ZPK"}
 DEFAULT_PIN_FORMAT = "01"  # ISO 9564 format 0
+
+
+# HSM errors about the request's own PIN data (payShield error code -> the decline it
+# answers). A block that does not decrypt to a PIN (a terminal out of key sync, a
+# corrupted field) is 55 but no counted try: it says nothing about the cardholder's
+# guess. A format the terminal's key cannot carry (ISO 4 needs an AES TPK, which a
+# variant LMK cannot hold) is a malformed DE 53. Any other HSM error stays the
+# switch's own failure (96).
+PIN_DATA_ERRORS: dict[str, Callable[[str], Decline]] = {
+    "20": lambda detail: IncorrectPin(f"PIN block not valid ({detail})"),
+    "24": lambda detail: IncorrectPin(f"PIN length out of range ({detail})"),
+    "23": lambda detail: FormatError("53", f"PIN block format unknown ({detail})"),
+    "69": lambda detail: FormatError("53", f"PIN block format not usable here ({detail})"),
+}
 
 
 class UnknownCard(Decline):
@@ -75,9 +97,7 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         raise PinTriesExceeded("PIN tries exceeded")
     if not t.request.get("52"):
         raise IncorrectPin("PIN block missing")
-    right = await sv.hsm.verify_pin_pvv(
-        _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
-    )
+    right = await _verify(t, sv, pan, card)
     if right and card.pin_tries == 0:
         t.wallet = card.wallet_account
         t.pin_limit = sv.pin_tries
@@ -91,6 +111,18 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
     if tries >= sv.pin_tries:
         raise PinTriesExceeded("PIN tries exceeded")
     raise IncorrectPin("PIN does not verify")
+
+
+async def _verify(t: Transaction, sv: Services, pan: str, card: Card) -> bool:
+    try:
+        return await sv.hsm.verify_pin_pvv(
+            _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
+        )
+    except HsmError as exc:
+        decline = PIN_DATA_ERRORS.get(exc.code)
+        if decline is None:
+            raise
+        raise decline(f"HSM {exc.code}") from None
 
 
 def _pin_block(t: Transaction) -> PinBlock:

@@ -63,10 +63,15 @@ def test_mac_and_pin_through_the_simulator(tmp_path: Path, hsm_port: int) -> Non
     with SwitchProcess.start(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", extra) as proc:
         with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
             c.sign_on(conn)
-            for pin, code in (("1234", "00"), ("4321", "55")):
+            # The simulator's error 69 (ISO 4 needs an AES key) is a malformed DE 53 here too.
+            for pin, fmt, code in (
+                ("1234", "01", "00"),
+                ("4321", "01", "55"),
+                ("1234", "48", "30"),
+            ):
                 request = c.payment("1000002", 250)
                 block = encrypt_ecb(TPK, make_iso0(pin, PAN)).hex().upper()
-                request.update({"2": PAN, "52": block, "53": "0100000000000000"})
+                request.update({"2": PAN, "52": block, "53": fmt + "00000000000000"})
                 conn.send(request)
                 raw = conn.recv_raw()
                 assert decode_message(raw)["39"] == code

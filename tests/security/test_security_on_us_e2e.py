@@ -39,10 +39,18 @@ def switch(
             yield proc
 
 
-def _pay(conn: IsoClient, pin: str, amount: int = 1000, account: str = "1000002") -> str:
+def _pay(
+    conn: IsoClient,
+    pin: str,
+    amount: int = 1000,
+    account: str = "1000002",
+    *,
+    clear_block: bytes | None = None,
+    control: str = "0100000000000000",
+) -> str:
     request = c.payment(account, amount)
-    block = encrypt_ecb(TPK, make_iso0(pin, PAN)).hex().upper()
-    request.update({"2": PAN, "52": block, "53": "0100000000000000", "14": "3012"})
+    block = encrypt_ecb(TPK, clear_block or make_iso0(pin, PAN)).hex().upper()
+    request.update({"2": PAN, "52": block, "53": control, "14": "3012"})
     return conn.call(request)["39"]
 
 
@@ -74,6 +82,30 @@ def test_wrong_pins_get_55_then_75_and_move_no_money(switch: SwitchProcess) -> N
         assert _pay(conn, "1234") == "00"  # a right PIN resets the count
         assert [_pay(conn, "0000") for _ in range(3)] == ["55", "55", "75"]
         assert _pay(conn, "1234") == "75"  # blocked for PIN use now
+    assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
+
+
+def test_a_block_that_is_no_pin_gets_55_without_counting_a_try(switch: SwitchProcess) -> None:
+    """A PIN block that does not decrypt to a format 0 block (here: control nibble 7,
+    as a terminal out of key sync would send) is the HSM's error 20: 55, no try counted."""
+    garbage = bytes.fromhex("7412FFFFFFFFFFFF")
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert [_pay(conn, "", clear_block=garbage) for _ in range(4)] == ["55"] * 4
+        assert _pay(conn, "1234") == "00"  # four of those did not block the card
+    assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
+
+
+@pytest.mark.parametrize("control", ["4800000000000000", "9900000000000000"])
+def test_a_pin_format_the_terminal_key_cannot_carry_gets_30(
+    switch: SwitchProcess, control: str
+) -> None:
+    """DE 53 naming ISO 4 (an AES format; the demo TPK is 3DES) or no format at all is a
+    malformed DE 53 (30), not a system malfunction, and moves no money."""
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert _pay(conn, "1234", control=control) == "30"
+        assert _pay(conn, "1234") == "00"
     assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
 
 
