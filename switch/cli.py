@@ -1,4 +1,4 @@
-"""The ``billswitch`` command: run, migrate, keys, hsm-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, hsm-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from switch import keys_cli
+from switch import cards_cli, keys_cli
 from switch.config import ConfigError, Settings, load
 
 
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "hsm-sim", help="the payShield-protocol HSM simulator (see: --help)", add_help=False
     )
     _common(keys_cli.add_arguments(sub))
+    _common(cards_cli.add_arguments(sub))
     return parser
 
 
@@ -223,7 +224,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return keys_cli.fail(str(exc))
 
 
-COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "keys": cmd_keys}
+def cmd_cards(args: argparse.Namespace) -> int:
+    from switch.ledger.database import make_engine, migrate
+
+    settings = _settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url())
+    migrate(engine)
+    try:
+        return cards_cli.run(args, engine)
+    except cards_cli.CardCommandError as exc:
+        return cards_cli.fail(str(exc))
+
+
+COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "keys": cmd_keys, "cards": cmd_cards}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ in 944; the PIN block is ISO format 0 under the terminal's demo TPK.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -107,6 +109,34 @@ def test_a_pin_format_the_terminal_key_cannot_carry_gets_30(
         assert _pay(conn, "1234", control=control) == "30"
         assert _pay(conn, "1234") == "00"
     assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
+
+
+def test_an_operator_reset_unblocks_the_card_at_once(switch: SwitchProcess) -> None:
+    """``billswitch cards reset-tries`` (a separate process, as an operator runs it) clears
+    the count of a card blocked with 75; the running switch honours it on the next try
+    although it had the blocked card in its cache."""
+    with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
+        c.sign_on(conn)
+        assert [_pay(conn, "0000") for _ in range(3)] == ["55", "55", "75"]
+        assert _pay(conn, "1234") == "75"
+        listed = _cards_cli(switch, "list")
+        assert PAN not in listed and "999000******0001" in listed and "tries 3" in listed
+        wallet = listed.split()[1]
+        assert "wrong PIN tries 3 -> 0" in _cards_cli(switch, "reset-tries", wallet)
+        assert _pay(conn, "1234") == "00"
+    assert _wallet_and_payments(switch) == (1_000_000 - 1000, 1)
+
+
+def _cards_cli(proc: SwitchProcess, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "switch.cli", "cards", "--home", str(proc.home)]
+        + ["--db", proc.db_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_wallet_without_the_funds_gets_51(switch: SwitchProcess) -> None:

@@ -1,0 +1,67 @@
+"""``billswitch cards``: the operator's view of on-us wallet cards, and PIN-tries reset.
+
+A card is named by its wallet account (``cards list`` shows it with the masked
+PAN), so no full PAN is ever typed on a command line or printed. Resetting the
+wrong-PIN count is what a cardholder asks the issuer for after a 75; it takes
+effect at once on every node (a node reads a blocked card again rather than
+trusting its card cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sqlalchemy import Connection, Engine, select, update
+
+from switch.ledger import schema as s
+
+_card = s.cards.c
+
+
+class CardCommandError(Exception):
+    """A card that does not exist, or a wrong argument: one line."""
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    cards = sub.add_parser("cards", help="list on-us wallet cards, reset wrong-PIN counts")
+    actions = cards.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="masked PAN, wallet, funds, wrong PIN tries, status")
+    reset = actions.add_parser("reset-tries", help="set a card's wrong-PIN count back to 0")
+    reset.add_argument("wallet", help="the card's wallet account, as `cards list` shows it")
+    return cards
+
+
+def run(args: argparse.Namespace, engine: Engine) -> int:
+    with engine.begin() as conn:
+        if args.action == "list":
+            for line in list_cards(conn):
+                print(line)
+            return 0
+        before = reset_tries(conn, args.wallet)
+    print(f"card {args.wallet}: wrong PIN tries {before} -> 0")
+    return 0
+
+
+def list_cards(conn: Connection) -> list[str]:
+    rows = conn.execute(select(s.cards).order_by(_card.wallet_account))
+    return [
+        f"{r.masked_pan:19s} {r.wallet_account:40s} {r.currency} {r.funds:>15d}"
+        f"  tries {r.pin_tries}  {r.status}"
+        for r in rows
+    ]
+
+
+def reset_tries(conn: Connection, wallet: str) -> int:
+    """The count before the reset; the card row is locked while it changes."""
+    query = select(_card.pin_tries).where(_card.wallet_account == wallet)
+    before = conn.execute(query.with_for_update()).scalar_one_or_none()
+    if before is None:
+        raise CardCommandError(f"no card with wallet {wallet!r} (see: billswitch cards list)")
+    conn.execute(update(s.cards).where(_card.wallet_account == wallet).values(pin_tries=0))
+    return before
+
+
+def fail(message: str) -> int:
+    print(f"billswitch cards: {message}", file=sys.stderr)
+    return 2
