@@ -53,7 +53,7 @@ class SignOns:
             return True
         if self._reads is None:
             return False
-        if await self._reads.run(_is_recorded, acquirer_id, terminal_id):
+        if await self._reads.shared(_is_recorded, acquirer_id, terminal_id):
             self._remember(terminal)
             return True
         self._seen.pop(terminal, None)

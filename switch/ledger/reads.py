@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from switch import metrics
@@ -23,6 +24,7 @@ class Reads:
         self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="db-reads")
         self._pending = 0
         self._queue_max = queue_max
+        self._in_flight: dict[tuple[Any, ...], list[Deferred[Any]]] = {}
 
     def start(self) -> None:
         self._pool.start()
@@ -33,6 +35,30 @@ class Reads:
     def run(self, query: Callable[..., T], *args: Any) -> Deferred[T]:
         """Run ``query(conn, *args)`` in a read transaction on the pool."""
         return self._submit(self._read, query, *args)
+
+    def shared(self, query: Callable[..., T], *args: Any) -> Deferred[T]:
+        """As ``run``, but callers asking the same while it is in flight share one read.
+
+        A cache entry expiring under load (a terminal's sign-on, a card) would
+        otherwise send every request in flight for it to the database at once.
+        ``args`` must be hashable; the result is shared, so it must not be mutated.
+        """
+        key = (query, *args)
+        mine: Deferred[T] = Deferred()
+        waiters = self._in_flight.get(key)
+        if waiters is not None:
+            waiters.append(mine)
+            return mine
+        self._in_flight[key] = [mine]
+        self.run(query, *args).addBoth(self._settle, key)  # may fire at once (queue full)
+        return mine
+
+    def _settle(self, outcome: Any, key: tuple[Any, ...]) -> None:
+        for waiter in self._in_flight.pop(key):
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
 
     def _submit(self, call: Callable[..., T], *args: Any) -> Deferred[T]:
         if self._pending >= self._queue_max:

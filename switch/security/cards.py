@@ -88,7 +88,7 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
     pan_hash = sv.hasher.pan(pan)
     card = sv.cards.get(pan_hash)
     if card is None or card.pin_tries >= sv.pin_tries:  # blocked: an operator may have reset it
-        card = await sv.reads.run(load_card, pan_hash)
+        card = await sv.reads.shared(load_card, pan_hash)
         if card is not None:
             sv.cards.put(card)
     if card is None or not card.active:
