@@ -43,6 +43,7 @@ class Transaction:
     raw: bytes = b""  # the request as received (MTI onwards), for its MAC
     mac_key: Any = None  # the key that verified the request's MAC
     wallet: str | None = None  # the on-us wallet account paying, once its PIN verified
+    pan_hash: str | None = None  # DE 2's keyed hash, once a step needed it
     pin_limit: int = 0  # wrong tries that block the card (re-checked by the ledger)
     mti: str = ""
     processing: str = ""  # first two digits of DE 3

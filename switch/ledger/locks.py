@@ -7,7 +7,9 @@ refund. Two batches doing that in different orders deadlock, and PostgreSQL
 only notices after ``deadlock_timeout`` (1 s), then fails one batch, which is
 retried. So each batch first locks everything it may touch, table by table
 (original payments, debts, wallets), each in key order; the stages' own
-``FOR UPDATE`` then find the locks already held. SQLite needs none of this:
+``FOR UPDATE`` then find the locks already held. Wallets are the last table, so
+a batch whose reversals refill none leaves them to the payment stage's funds
+read, which locks them in the same order (one statement less per batch). SQLite needs none of this:
 its writer holds the database lock from the start.
 """
 
@@ -39,10 +41,9 @@ def lock_in_order(conn: Connection, orders: Sequence[Order]) -> None:
     originals = original_payments(conn, [r.original for r in reversals])  # locked by id
     accounts = {o.account_key for o in payments if o.biller is not None}
     _lock_debts(conn, accounts, allocated_debts(conn, {p.id for p in originals.values()}))
-    wallets = {o.wallet for o in payments if o.wallet}
-    wallets |= {p.debit_account for p in originals.values() if acc.is_wallet(p.debit_account)}
-    if wallets:
-        keys, params = in_list(conn, sorted(wallets))
+    refilled = {p.debit_account for p in originals.values() if acc.is_wallet(p.debit_account)}
+    if refilled:  # else the payments' own wallet read locks them last, in the same order
+        keys, params = in_list(conn, sorted(refilled | {o.wallet for o in payments if o.wallet}))
         conn.exec_driver_sql(_WALLETS.format(keys=keys), params)
 
 

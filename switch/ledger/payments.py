@@ -123,7 +123,8 @@ _OPEN = (
     " ORDER BY period, id{lock}"
 )
 _WALLET_FUNDS = (
-    "SELECT wallet_account, funds, pin_tries FROM cards WHERE wallet_account IN ({keys}){lock}"
+    "SELECT wallet_account, funds, pin_tries FROM cards WHERE wallet_account IN ({keys})"
+    " ORDER BY wallet_account{lock}"  # the lock order (locks.py)
 )
 _OPEN_TOTALS = (
     select(_d.biller_code, _d.account, func.sum(_d.amount_open))

@@ -85,7 +85,7 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
     pan = t.request.get("2", "")
     if not pan or not is_on_us(pan, sv.issuer_bins):
         return
-    pan_hash = sv.hasher.pan(pan)
+    pan_hash = t.pan_hash = sv.hasher.pan(pan)
     card = sv.cards.get(pan_hash)
     if card is None or card.pin_tries >= sv.pin_tries:  # blocked: an operator may have reset it
         card = await sv.reads.shared(load_card, pan_hash)

@@ -49,7 +49,7 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
         channel=t.origin.kind,
         rrn=t.request.get("37"),
         masked_pan=mask_pan(pan) if pan else None,
-        pan_hash=sv.hasher.pan(pan) if pan else None,
+        pan_hash=t.pan_hash or (sv.hasher.pan(pan) if pan else None),
         wallet=t.wallet,
         pin_limit=t.pin_limit,
     )
