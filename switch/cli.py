@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from switch import cards_cli, keys_cli
@@ -201,40 +202,41 @@ def _raise_file_limit() -> None:
             pass  # keep the limit we have; the log shows refused connections if it bites
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def _migrated_engine(args: argparse.Namespace) -> Engine:
+    """The configured database, its schema brought up to date (what every command needs)."""
     from switch.ledger.database import make_engine, migrate
 
     settings = _settings(args)
     settings.home.mkdir(parents=True, exist_ok=True)
-    migrate(make_engine(settings.db_url()))
+    engine = make_engine(settings.db_url())
+    migrate(engine)
+    return engine
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _migrated_engine(args).dispose()
     print("billswitch: schema is up to date")
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from switch.ledger.database import make_engine, migrate
-
-    settings = _settings(args)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url())
-    migrate(engine)
+    engine = _migrated_engine(args)
     try:
         return keys_cli.run(args, engine)
     except (keys_cli.KeyCommandError, ValueError) as exc:
         return keys_cli.fail(str(exc))
+    finally:
+        engine.dispose()
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    from switch.ledger.database import make_engine, migrate
-
-    settings = _settings(args)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url())
-    migrate(engine)
+    engine = _migrated_engine(args)
     try:
         return cards_cli.run(args, engine)
     except cards_cli.CardCommandError as exc:
         return cards_cli.fail(str(exc))
+    finally:
+        engine.dispose()
 
 
 COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "keys": cmd_keys, "cards": cmd_cards}

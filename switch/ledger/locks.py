@@ -9,8 +9,8 @@ retried. So each batch first locks everything it may touch, table by table
 (original payments, debts, wallets), each in key order; the stages' own
 ``FOR UPDATE`` then find the locks already held. Wallets are the last table, so
 a batch whose reversals refill none leaves them to the payment stage's funds
-read, which locks them in the same order (one statement less per batch). SQLite needs none of this:
-its writer holds the database lock from the start.
+read, which locks them in the same order (one statement less per batch).
+SQLite needs none of this: its writer holds the database lock from the start.
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ and the payment is then paid from the card's wallet account in the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import Connection, select, update
 
 from hsm_sim.interface import HsmError, PinBlock
@@ -31,17 +29,23 @@ PIN_KEY = {"ATM": "TPK", "POS": "TPK", "HOST": "ZPK"}
 DEFAULT_PIN_FORMAT = "01"  # ISO 9564 format 0
 
 
-# HSM errors about the request's own PIN data (payShield error code -> the decline it
-# answers). A block that does not decrypt to a PIN (a terminal out of key sync, a
-# corrupted field) is 55 but no counted try: it says nothing about the cardholder's
-# guess. A format the terminal's key cannot carry (ISO 4 needs an AES TPK, which a
-# variant LMK cannot hold) is a malformed DE 53. Any other HSM error stays the
-# switch's own failure (96).
-PIN_DATA_ERRORS: dict[str, Callable[[str], Decline]] = {
-    "20": lambda detail: IncorrectPin(f"PIN block not valid ({detail})"),
-    "24": lambda detail: IncorrectPin(f"PIN length out of range ({detail})"),
-    "23": lambda detail: FormatError("53", f"PIN block format unknown ({detail})"),
-    "69": lambda detail: FormatError("53", f"PIN block format not usable here ({detail})"),
+class UnusablePinFormat(FormatError):
+    """DE 53 names a PIN block format the terminal's key cannot carry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("53", reason)
+
+
+# HSM errors about the request's own PIN data: payShield error code -> the decline it
+# answers, and why. A block that does not decrypt to a PIN (a terminal out of key
+# sync, a corrupted field) is 55 but no counted try: it says nothing about the
+# cardholder's guess. ISO 4 needs an AES TPK, which a variant LMK cannot hold. Any
+# other HSM error stays the switch's own failure (96).
+PIN_DATA_ERRORS: dict[str, tuple[type[Decline], str]] = {
+    "20": (IncorrectPin, "PIN block not valid"),
+    "24": (IncorrectPin, "PIN length out of range"),
+    "23": (UnusablePinFormat, "PIN block format unknown"),
+    "69": (UnusablePinFormat, "PIN block format not usable with this key"),
 }
 
 
@@ -119,10 +123,10 @@ async def _verify(t: Transaction, sv: Services, pan: str, card: Card) -> bool:
             _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
         )
     except HsmError as exc:
-        decline = PIN_DATA_ERRORS.get(exc.code)
-        if decline is None:
+        if exc.code not in PIN_DATA_ERRORS:
             raise
-        raise decline(f"HSM {exc.code}") from None
+        decline, reason = PIN_DATA_ERRORS[exc.code]
+        raise decline(f"{reason} (HSM {exc.code})") from None
 
 
 def _pin_block(t: Transaction) -> PinBlock:
