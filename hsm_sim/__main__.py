@@ -19,8 +19,12 @@ from hsm_sim.software import HsmCore
 PROG = "hsm_sim"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog=f"example: {prog} --port 1500 --lmk /etc/billswitch/lmk.txt",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=1500, help="TCP port (0: any free port)")
     parser.add_argument(
@@ -52,7 +56,7 @@ def _load_lmk(path: Path | None) -> lmk.LmkSet:
         raise UsageError(f"{path} is not an LMK file (20 lines 'NN-NN HEX32')") from None
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, prog: str) -> int:
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
 
@@ -65,23 +69,31 @@ def _serve(args: argparse.Namespace) -> int:
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     check = lmk.lmk_check_value(lmk_set)[:6]
-    print(
-        f"{PROG}: listening {args.host}:{port.getHost().port} (LMK {check}; Ctrl-C stops)",
-        file=sys.stderr,
-        flush=True,
-    )
+    _say(prog, f"listening {args.host}:{port.getHost().port} (LMK {check}; Ctrl-C stops)")
+    # After the listening line: scripts read that one first.
+    if args.lmk is None:
+        _say(
+            prog,
+            f"WARNING: running the public payShield test LMK (check value {check});"
+            " give --lmk FILE for anything but tests",
+        )
     reactor.run()
+    _say(prog, "stopped")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+def _say(prog: str, line: str) -> None:
+    print(f"{prog}: {line}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.header_length < 0 or args.max_frame < 1:
             raise UsageError("--header-length must be 0 or more, --max-frame 1 or more")
-        return _serve(args)
+        return _serve(args, prog)
     except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        _say(prog, str(exc))
         return 2
 
 

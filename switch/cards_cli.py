@@ -14,6 +14,7 @@ import sys
 
 from sqlalchemy import Connection, Engine, select, update
 
+from iso.currency import major_units
 from switch.ledger import schema as s
 
 _card = s.cards.c
@@ -35,19 +36,32 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
 def run(args: argparse.Namespace, engine: Engine) -> int:
     with engine.begin() as conn:
         if args.action == "list":
-            for line in list_cards(conn):
-                print(line)
+            print("\n".join(list_cards(conn)) or "no on-us cards")
             return 0
         before = reset_tries(conn, args.wallet)
     print(f"card {args.wallet}: wrong PIN tries {before} -> 0")
     return 0
 
 
+_LIST = "{pan:19s}  {wallet:40s}  {funds:>20s}  {tries:>5}  {status}"
+
+
 def list_cards(conn: Connection) -> list[str]:
-    rows = conn.execute(select(s.cards).order_by(_card.wallet_account))
-    return [
-        f"{r.masked_pan:19s} {r.wallet_account:40s} {r.currency} {r.funds:>15d}"
-        f"  tries {r.pin_tries}  {r.status}"
+    """A header and one line per card (funds in major units); no lines when there are none."""
+    rows = conn.execute(select(s.cards).order_by(_card.wallet_account)).all()
+    if not rows:
+        return []
+    header = _LIST.format(
+        pan="CARD", wallet="WALLET", funds="FUNDS", tries="TRIES", status="STATUS"
+    )
+    return [header] + [
+        _LIST.format(
+            pan=r.masked_pan,
+            wallet=r.wallet_account,
+            funds=major_units(r.funds, r.currency),
+            tries=r.pin_tries,
+            status=r.status,
+        )
         for r in rows
     ]
 

@@ -16,39 +16,102 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from switch import cards_cli, keys_cli
-from switch.config import ConfigError, Settings, load
+from switch.config import ConfigError, Settings, load, show_settings
+from switch.existing_db import NoDatabase, open_existing
+
+PROG = "billswitch"
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--home", type=Path, help="folder for the database and keys (default ./var)")
-    p.add_argument("--config", type=Path, help="TOML file overriding the defaults")
+def _common(p: argparse.ArgumentParser, default: Any = None) -> argparse.ArgumentParser:
+    """--home, --config, --db on ``p``; ``default=SUPPRESS`` for the copies an action
+    takes, so that they may come after the action without hiding the ones before it."""
+    p.add_argument(
+        "--home", type=Path, default=default, help="folder for the database and keys (./var)"
+    )
+    p.add_argument("--config", type=Path, default=default, help="TOML file overriding defaults")
     p.add_argument(
         "--db",
+        default=default,
         help="SQLAlchemy URL, e.g. postgresql+psycopg2://postgres@127.0.0.1/test"
         " (or BILLSWITCH_DB)",
     )
+    return p
+
+
+def _with_actions(parser: argparse.ArgumentParser) -> None:
+    """The common options on a command and on each of its actions."""
+    _common(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _common(sub, argparse.SUPPRESS)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("billswitch")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+_EXAMPLES = """examples:
+  billswitch run --config site.toml
+  billswitch run --db postgresql+psycopg2://billswitch@db1:5432/switch --workers 2
+  billswitch config check --config site.toml
+  billswitch keys list --home /var/lib/billswitch
+  billswitch cards reset-tries WALLET:9990001000:944
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="billswitch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.splitlines()[0],
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the switch in the foreground")
+    run = sub.add_parser(
+        "run",
+        help="start the switch in the foreground",
+        epilog="example: billswitch run --home /var/lib/billswitch --config site.toml",
+    )
     _common(run)
     run.add_argument("--log-level", help="debug, info, warning, error")
     run.add_argument("--log-json", action="store_true", help="JSON log lines")
     run.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
     run.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, set by the supervisor
     run.add_argument("--worker-ports", help=argparse.SUPPRESS)  # name=port,...
-    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply database migrations and exit",
+        epilog="example: billswitch migrate --db postgresql+psycopg2://postgres@127.0.0.1/test",
+    )
     _common(migrate)
+    config = sub.add_parser("config", help="check or show the effective configuration")
+    config_actions = config.add_subparsers(dest="action", required=True)
+    config_actions.add_parser(
+        "check",
+        help="validate the configuration: exit 0 if good, 2 with the problem",
+        epilog="example: billswitch config check --config site.toml",
+    )
+    config_actions.add_parser(
+        "show",
+        help="print the effective configuration as TOML (passwords masked)",
+        epilog="example: billswitch config show --config site.toml",
+    )
+    _with_actions(config)
     sub.add_parser(
         "loadtest", help="the load generator (see: billswitch loadtest --help)", add_help=False
     )
     sub.add_parser(
         "hsm-sim", help="the payShield-protocol HSM simulator (see: --help)", add_help=False
     )
-    _common(keys_cli.add_arguments(sub))
-    _common(cards_cli.add_arguments(sub))
+    _with_actions(keys_cli.add_arguments(sub))
+    _with_actions(cards_cli.add_arguments(sub))
     return parser
 
 
@@ -220,9 +283,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    engine = _migrated_engine(args)
+    settings = _settings(args)
     try:
-        return keys_cli.run(args, engine)
+        engine = open_existing(settings)
+    except NoDatabase as exc:
+        return keys_cli.fail(str(exc))
+    try:
+        return keys_cli.run(args, engine, settings.hsm.key_grace)
     except (keys_cli.KeyCommandError, ValueError) as exc:
         return keys_cli.fail(str(exc))
     finally:
@@ -230,7 +297,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    engine = _migrated_engine(args)
+    try:
+        engine = open_existing(_settings(args))
+    except NoDatabase as exc:
+        return cards_cli.fail(str(exc))
     try:
         return cards_cli.run(args, engine)
     except cards_cli.CardCommandError as exc:
@@ -239,7 +309,23 @@ def cmd_cards(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "keys": cmd_keys, "cards": cmd_cards}
+def cmd_config(args: argparse.Namespace) -> int:
+    """``config check`` loads and validates (errors reach main's one-line handler)."""
+    settings = _settings(args)
+    if args.action == "show":
+        print(show_settings(settings), end="")
+    else:
+        print(f"{PROG}: configuration is valid")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "config": cmd_config,
+    "keys": cmd_keys,
+    "cards": cmd_cards,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["hsm-sim"]:
         from hsm_sim.__main__ import main as hsm_sim_main
 
-        return hsm_sim_main(argv[1:])
+        return hsm_sim_main(argv[1:], prog=f"{PROG} hsm-sim")
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

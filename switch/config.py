@@ -187,3 +187,51 @@ def _check_type(where: str, key: str, value: Any, declared: Any) -> None:
     )
     if wrong:
         raise ValueError(f"{where}{key} = {value!r}: expected {declared}")
+
+
+def show_settings(settings: Settings) -> str:
+    """The effective settings as TOML that ``--config`` would accept; passwords masked."""
+    top, tables = [], []
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "db":
+            value = _masked_url(value)
+        if f.name == "channels":
+            for channel in value:
+                rows = [(k, v) for k, v in _items(channel) if k != "name"]
+                tables.append((f"channels.{channel.name}", rows))
+        elif hasattr(value, "__dataclass_fields__"):
+            tables.append((f.name, list(_items(value))))
+        else:
+            top.append((f.name, value))
+    lines = [f"{k} = {_toml(v)}" for k, v in top]
+    for name, rows in tables:
+        lines += ["", f"[{name}]", *(f"{k} = {_toml(v)}" for k, v in rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _items(obj: Any) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(obj, f.name)) for f in fields(obj)]
+
+
+def _masked_url(url: str) -> str:
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as nothing rather than leak a secret
+        return "(unparsable URL)"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, time):
+        return f'"{value.strftime("%H:%M")}"'
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

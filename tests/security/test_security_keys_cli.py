@@ -8,9 +8,19 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hsm_sim.crypto.kcv import kcv_des
+from switch.app import prepare_database
+from switch.cardholder import Hasher, load_or_create_key
 from switch.cli import main
+from switch.config import load
 
 COMPONENTS = ["0123456789ABCDEF0123456789ABCDEF", "1032547698BADCFE1032547698BADCFE"]
+
+
+@pytest.fixture(autouse=True)
+def _demo_database(tmp_path: Path) -> None:
+    """The commands work on an existing database; the demo's terminals are the owners."""
+    settings = load(home=tmp_path)
+    prepare_database(settings, Hasher(load_or_create_key(tmp_path / "hash.key")))
 
 
 def _keys(home: Path, *args: str) -> int:
@@ -46,8 +56,11 @@ def test_generate_list_retire(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert _keys(tmp_path, "list") == 0
     listing = capsys.readouterr().out
     assert "200002:" in listing and "ZAK" in listing and "active" in listing
-    assert _keys(tmp_path, "retire", "1") == 0
-    assert _keys(tmp_path, "retire", "1") == 2  # already retired: a clear error
+    key_id = next(
+        r.split()[0] for r in listing.splitlines() if r.split()[1:3] == ["200002:", "ZAK"]
+    )
+    assert _keys(tmp_path, "retire", key_id, "--yes") == 0
+    assert _keys(tmp_path, "retire", key_id, "--yes") == 2  # already retired: a clear error
     assert "not retired already" in capsys.readouterr().err
 
 
