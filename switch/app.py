@@ -151,12 +151,16 @@ class SwitchApp:
         self._start_metrics()
 
     def abort(self) -> None:
-        """Undo a start that failed half-way (e.g. a port in use), before the reactor runs."""
+        """Undo a start that failed half-way (a port in use, a bad setting), before the
+        reactor runs: every port and thread is released, so the process can exit."""
         for channel in self.channels:
             channel.stop_listening()
-        self.writer.stop()
-        self.reads.stop()
-        self.engine.dispose()
+        for part in ("writer", "reads"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
+        for engine in ("engine", "read_engine"):
+            if hasattr(self, engine):
+                getattr(self, engine).dispose()
 
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from twisted.internet.error import CannotListenError
 
 from switch import cards_cli, keys_cli
-from switch.config import ConfigError, Settings, load, show_settings
+from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.existing_db import NoDatabase, open_existing
 
 PROG = "billswitch"
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--log-level", help="debug, info, warning, error")
     run.add_argument("--log-json", action="store_true", help="JSON log lines")
+    run.add_argument("--debug", action="store_true", help="show the traceback of a failed start")
     run.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
     run.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, set by the supervisor
     run.add_argument("--worker-ports", help=argparse.SUPPRESS)  # name=port,...
@@ -133,6 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: at least 1")
         settings = replace(settings, workers=args.workers)
+    check(settings)
     index: int | None = None
     if args.worker:  # INDEX:FD from the supervisor
         index, ready_fd = map(int, args.worker.split(":"))
@@ -148,20 +152,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | None = None) -> int:
     """One switch process: prepare, listen, serve until SIGINT/SIGTERM, drain, stop."""
     from twisted.internet import reactor
-    from twisted.internet.error import CannotListenError
 
     from switch.app import SwitchApp
 
     # The database threads release the GIL at every round trip; with the default 5 ms
     # switch interval each one then waits behind the busy reactor thread (convoy effect).
     sys.setswitchinterval(settings.gil_switch_interval)
+    if worker is None:  # a worker's ports were reserved by its supervisor
+        _check_ports_free(_listening(settings))
     app = SwitchApp(settings, reactor, worker)
-    app.prepare()
     try:
+        app.prepare()
         app.start()
-    except CannotListenError as exc:
-        app.abort()
-        return _cannot_listen(exc)
+    except BaseException:
+        app.abort()  # releases every port and thread, so the process can exit
+        raise
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -193,19 +198,21 @@ def _run_worker(settings: Settings, index: int, ready_fd: int, ports: str) -> in
 
 def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
     """Start ``settings.workers`` worker processes on shared ports and watch them."""
-    from twisted.internet.error import CannotListenError
 
     from switch.app import prepare_database
     from switch.cardholder import Hasher, load_or_create_key
     from switch.workers import Supervisor, WorkerStartError, reserve_ports
 
+    enabled = [c for c in settings.channels if c.enabled]
+    held = reserve_ports([(c.name, c.host, c.port) for c in enabled])
+    try:
+        _check_ports_free(_listening(settings, channels=False, workers=settings.workers))
+    except CannotListenError:
+        for sock in held.values():
+            sock.close()
+        raise
     hasher = Hasher(load_or_create_key(settings.home / "hash.key"))
     prepare_database(settings, hasher)
-    enabled = [c for c in settings.channels if c.enabled]
-    try:
-        held = reserve_ports([(c.name, c.host, c.port) for c in enabled])
-    except CannotListenError as exc:
-        return _cannot_listen(exc)
     ports = {name: sock.getsockname()[1] for name, sock in held.items()}
     spec = ",".join(f"{name}={port}" for name, port in ports.items())
     supervisor = Supervisor([*_worker_argv(args), "--worker-ports", spec], settings.workers)
@@ -243,13 +250,27 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _cannot_listen(exc: Any) -> int:
-    """A one-line error for a port in use (a Twisted CannotListenError)."""
-    print(
-        f"billswitch: cannot listen on {exc.interface}:{exc.port}: {exc.socketError}",
-        file=sys.stderr,
-    )
-    return 2
+def _listening(
+    settings: Settings, channels: bool = True, workers: int = 1
+) -> list[tuple[str, int]]:
+    """The fixed (non-zero) ports this start will listen on: channels and metrics."""
+    ports = [(c.host, c.port) for c in settings.channels if channels and c.enabled and c.port]
+    if settings.metrics_port:
+        ports += [("127.0.0.1", settings.metrics_port + i) for i in range(workers)]
+    return ports
+
+
+def _check_ports_free(ports: list[tuple[str, int]]) -> None:
+    """Fail before migrating or loading anything if a port is taken (CannotListenError)."""
+    import socket
+
+    for host, port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted binds
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise CannotListenError(host, port, exc) from None
 
 
 def _raise_file_limit() -> None:
@@ -341,16 +362,41 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
-        print(f"billswitch: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"billswitch: {exc}", file=sys.stderr)
-        return 2
-    except (ArgumentError, SQLAlchemyError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"billswitch: database error: {first_line}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        return _one_line(exc)
+
+
+# How a failure reads, by its type (first match): one line, exit status 2.
+_FAILURES: tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...] = (
+    (ConfigError, lambda exc: f"configuration error: {exc}"),
+    (
+        CannotListenError,
+        lambda exc: f"cannot listen on {exc.interface}:{exc.port}: {exc.socketError}",
+    ),
+    (OSError, str),
+    ((ArgumentError, SQLAlchemyError), lambda exc: f"database error: {_first_line(exc)}"),
+    (
+        Exception,
+        lambda exc: (
+            f"start-up failed: {type(exc).__name__}: {_first_line(exc)}"
+            " (--debug shows the traceback)"
+        ),
+    ),
+)
+
+
+def _one_line(exc: Exception) -> int:
+    """Any failure as one line on stderr, exit status 2 (``--debug`` shows the traceback)."""
+    describe = next(text for kind, text in _FAILURES if isinstance(exc, kind))
+    print(f"{PROG}: {describe(exc)}", file=sys.stderr)
+    return 2
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ these values and never reads the environment itself.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -100,6 +101,17 @@ def load(path: Path | None = None, *, home: Path | None = None, db: str | None =
     db = db or os.environ.get("BILLSWITCH_DB")
     if db:
         settings = replace(settings, db=db)
+    return check(settings)
+
+
+def check(settings: Settings, where: str = "") -> Settings:
+    """``settings`` if every value is allowed (switch/settings_table.py), else a ConfigError
+    naming the first one that is not (and ``where`` it came from)."""
+    from switch.settings_table import violations
+
+    problems = violations(settings)
+    if problems:
+        raise ConfigError(f"{where}{problems[0]}")
     return settings
 
 
@@ -111,29 +123,35 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     try:
-        return _merge(settings, data)
+        merged = _merge(settings, data)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return check(merged, f"{path}: ")
 
 
 def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
     top = {k: v for k, v in data.items() if k not in _SECTIONS and k != "channels"}
-    changes = _coerce(Settings, top)
+    changes = _coerce(Settings, top, known_tables=[*_SECTIONS, "channels"])
     for name, cls in _SECTIONS.items():
         if name in data:
-            values = _coerce(cls, data[name], f"[{name}] ")
+            values = _coerce(cls, _table(data[name], f"[{name}]"), f"[{name}] ")
             changes[name] = replace(getattr(settings, name), **values)
     if "channels" in data:
-        changes["channels"] = _merge_channels(settings.channels, data["channels"])
-    merged = replace(settings, **changes)
-    if merged.workers < 1:
-        raise ValueError(f"workers = {merged.workers!r}: at least 1")
-    return merged
+        channels = _table(data["channels"], "[channels.NAME]")
+        changes["channels"] = _merge_channels(settings.channels, channels)
+    return replace(settings, **changes)
+
+
+def _table(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name.split('.')[0].strip('[]')} = {value!r}: must be a table {name}")
+    return value
 
 
 def _merge_channels(current: tuple[ChannelSettings, ...], data: dict[str, Any]) -> tuple:
     by_name = {c.name: c for c in current}
     for name, values in data.items():
+        values = _table(values, f"[channels.{name}]")
         base = by_name.get(name) or ChannelSettings(name, values.get("kind", "POS"), 0)
         by_name[name] = replace(base, **_coerce(ChannelSettings, values, f"[channels.{name}] "))
     return tuple(by_name.values())
@@ -145,18 +163,29 @@ _SECTIONS: dict[str, type] = {
     "issuer": IssuerSettings,
 }
 
+
+def _strings(value: Any) -> tuple[str, ...]:
+    """A TOML list of strings (a lone string is refused, not split into characters)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('expected a list of strings, e.g. ["999000"]')
+    return tuple(value)
+
+
 _CONVERTERS: dict[str, Any] = {
-    "bins": tuple,
+    "bins": _strings,
     "home": Path,
     "cutover": time.fromisoformat,
 }
 
 
-def _coerce(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any]:
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
+def _coerce(
+    cls: type, values: dict[str, Any], where: str = "", known_tables: list[str] | None = None
+) -> dict[str, Any]:
+    known = [f.name for f in fields(cls) if f.name not in (known_tables or [])]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"{where}unknown setting(s) {sorted(unknown)}")
+        hints = [_hint(name, known + (known_tables or [])) for name in unknown]
+        raise ValueError(f"{where}unknown setting(s) {unknown}{''.join(hints)}")
     types = {f.name: f.type for f in fields(cls)}
     result = {}
     for key, value in values.items():
@@ -168,6 +197,11 @@ def _coerce(cls: type, values: dict[str, Any], where: str = "") -> dict[str, Any
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ValueError(f"{where}{key} = {value!r}: one of {sorted(_CHOICES[key])}")
     return result
+
+
+def _hint(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _CHOICES = {
@@ -204,9 +238,9 @@ def show_settings(settings: Settings) -> str:
             tables.append((f.name, list(_items(value))))
         else:
             top.append((f.name, value))
-    lines = [f"{k} = {_toml(v)}" for k, v in top]
+    lines = [f"{k} = {show_value(v)}" for k, v in top]
     for name, rows in tables:
-        lines += ["", f"[{name}]", *(f"{k} = {_toml(v)}" for k, v in rows)]
+        lines += ["", f"[{name}]", *(f"{k} = {show_value(v)}" for k, v in rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -225,13 +259,14 @@ def _masked_url(url: str) -> str:
         return "(unparsable URL)"
 
 
-def _toml(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """``value`` as TOML."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
     if isinstance(value, time):
         return f'"{value.strftime("%H:%M")}"'
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

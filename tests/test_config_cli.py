@@ -38,7 +38,7 @@ def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ('[channels.atm]\nport = "x"\n', "[channels.atm] port = 'x': expected int"),
         ('[channels.atm]\nframing = "ascii2"\n', "framing = 'ascii2': one of"),
         ("x = [\n", "billswitch.toml"),
-        ("workers = 0\n", "workers = 0: at least 1"),
+        ("workers = 0\n", "workers = 0: must be from 1 to 64"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -84,6 +84,11 @@ def test_workers_that_cannot_listen_are_reported(
 
 def test_cli_reports_database_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--home", str(tmp_path), "--db", "nosuchdb://x"]) == 2
+    assert capsys.readouterr().err == (
+        "billswitch: configuration error: db = 'nosuchdb://x': no such database dialect\n"
+    )
+    nobody = "postgresql+psycopg2://postgres@127.0.0.1:1/x"  # nothing listens on port 1
+    assert main(["migrate", "--home", str(tmp_path), "--db", nobody]) == 2
     assert capsys.readouterr().err.startswith("billswitch: database error:")
 
 

@@ -8,12 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import create_engine, text
 
 from switch.app import prepare_database
 from switch.cardholder import Hasher, load_or_create_key
 from switch.cli import main
 from switch.config import load
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_this_tests_stderr() -> None:
+    """An earlier test's ``run`` bound the logs to its own (now closed) captured stderr."""
+    structlog.reset_defaults()
 
 
 def _demo(home: Path) -> None:

@@ -1,0 +1,152 @@
+"""A bad setting stops the start at once with one line naming it, holding no port (issue 10)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from switch.config import ConfigError, Settings, load
+from switch.settings_table import RULES, markdown, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _run(home: Path, config: str, *args: str) -> tuple[subprocess.CompletedProcess, list[int]]:
+    """``billswitch run`` on channel and metrics ports of its own, plus ``config`` (its
+    top-level settings first, then its tables)."""
+    ports = [_free_port() for _ in range(4)]
+    top, bracket, tables = config.partition("[")
+    text = (
+        top
+        + ("" if "metrics_port" in top else f"metrics_port = {ports[3]}\n")
+        + "".join(
+            f"[channels.{name}]\nport = {port}\n"
+            for name, port in zip(("atm", "pos", "host"), ports, strict=False)
+        )
+        + bracket
+        + tables
+    )
+    path = home / "site.toml"
+    path.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "switch.cli", "run", "--home", str(home), "--config", str(path)]
+        + list(args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    return done, ports
+
+
+BAD = [
+    ("metrics_port = -1\n", "metrics_port = -1: must be from 0 to 65535"),
+    ("[channels.extra]\nport = 70000\n", "[channels.extra] port = 70000: must be from 0 to 65535"),
+    ('timezone = "Mars/Olympus"\n', "timezone = 'Mars/Olympus': not a time zone"),
+    ('log_level = "loud"\n', "log_level = 'loud': one of debug, info, warning, error"),
+    ('[hsm]\nurl = "foo://bar"\n', "[hsm] url = 'foo://bar': either \"software\""),
+    ('db = "mysql://u@localhost/x"\n', "db = 'mysql://u@localhost/x': its driver is not installed"),
+    ('[issuer]\nbins = "999000"\n', "[issuer] bins = '999000': expected a list of strings"),
+    ("ledger = 5\n", "ledger = 5: must be a table [ledger]"),
+]
+
+
+@pytest.mark.parametrize(("config", "message"), BAD)
+def test_a_bad_setting_exits_at_once_naming_it(tmp_path: Path, config: str, message: str) -> None:
+    done, ports = _run(tmp_path, config)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("billswitch: configuration error: ")
+    assert message in lines[0]
+    assert all(_bindable(p) for p in ports)
+    assert not (tmp_path / "billswitch.db").exists()  # nothing migrated or loaded
+
+
+def test_channels_must_be_tables(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("channels = 5\n")
+    with pytest.raises(ConfigError, match=r"channels = 5: must be a table \[channels.NAME\]"):
+        load(path)
+    path.write_text("[channels]\natm = 5\n")
+    with pytest.raises(ConfigError, match=r"channels = 5: must be a table \[channels.atm\]"):
+        load(path)
+
+
+def test_unknown_keys_suggest_the_nearest(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[ledger]\nbatch_mux = 5\n")
+    with pytest.raises(ConfigError, match=r"\['batch_mux'\] \(did you mean 'batch_max'\?\)"):
+        load(path)
+    path.write_text("cutvoer = '22:00'\n")
+    with pytest.raises(ConfigError, match=r"did you mean 'cutover'"):
+        load(path)
+
+
+def test_a_taken_port_stops_the_start_before_the_database(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done, ports = _run(tmp_path, f"[channels.extra]\nport = {port}\n")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"billswitch: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use"
+    )
+    assert not (tmp_path / "billswitch.db").exists()
+    assert all(_bindable(p) for p in ports if p != port)
+
+
+def test_other_start_failures_are_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    nobody = f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/x"
+    done, _ = _run(tmp_path, "", "--db", nobody)
+    assert done.returncode == 2
+    assert done.stderr.startswith("billswitch: database error: (psycopg2.OperationalError)")
+    assert len(done.stderr.strip().splitlines()) == 1
+    debug, _ = _run(tmp_path, "", "--db", nobody, "--debug")
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_every_setting_has_a_rule_and_every_rule_a_setting() -> None:
+    names = set()
+    for f in fields(Settings):
+        if f.name == "channels":
+            names |= {f"channels.*.{g.name}" for g in fields(Settings().channels[0])} - {
+                "channels.*.name"
+            }
+        elif hasattr(getattr(Settings(), f.name), "__dataclass_fields__"):
+            names |= {f"{f.name}.{g.name}" for g in fields(getattr(Settings(), f.name))}
+        else:
+            names.add(f.name)
+    assert names == set(RULES)
+
+
+def test_the_defaults_are_valid() -> None:
+    assert load() == Settings()
+
+
+def test_readme_lists_every_setting_as_the_table_says() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert markdown(Settings()) in readme
+    assert update_readme(readme, Settings()) == readme, "run: python -m switch.settings_table"
