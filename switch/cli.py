@@ -171,7 +171,9 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if ready_fd is None:
-        print(f"billswitch: listening {app.ports} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        from switch.logs import announce
+
+        announce("listening", f"listening {app.ports} (Ctrl-C stops)", ports=app.ports)
     else:
         from switch.workers import report_ready, stop_when_orphaned
 
@@ -225,11 +227,10 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
     for index, worker_ports in enumerate(bound):
         if "metrics" in worker_ports:
             ports["metrics" if index == 0 else f"metrics.{index}"] = worker_ports["metrics"]
-    print(
-        f"billswitch: listening {ports} ({settings.workers} workers; Ctrl-C stops)",
-        file=sys.stderr,
-        flush=True,
-    )
+    from switch.logs import announce
+
+    text = f"listening {ports} ({settings.workers} workers; Ctrl-C stops)"
+    announce("listening", text, ports=ports, workers=settings.workers)
     try:
         return supervisor.run()
     finally:

@@ -150,3 +150,42 @@ def test_readme_lists_every_setting_as_the_table_says() -> None:
     readme = (ROOT / "README.md").read_text()
     assert markdown(Settings()) in readme
     assert update_readme(readme, Settings()) == readme, "run: python -m switch.settings_table"
+
+
+def test_log_json_is_json_only(tmp_path: Path) -> None:
+    """Every line of a start and stop under --log-json is a JSON object; Alembic is quiet."""
+    import json
+    import signal
+    import time
+
+    ports = [_free_port() for _ in range(4)]
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f"metrics_port = {ports[3]}\n"
+        + "".join(
+            f"[channels.{n}]\nport = {p}\n"
+            for n, p in zip(("atm", "pos", "host"), ports[:3], strict=True)
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+         "--config", str(config), "--log-json"],
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if '"event": "listening"' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    lines += proc.communicate(timeout=120)[1].splitlines(keepends=True)
+    events = [json.loads(line) for line in lines]  # fails on any line that is not JSON
+    assert {"listening", "demo data loaded", "stopped"} <= {e["event"] for e in events}
+    assert not any("Running upgrade" in e["event"] for e in events)
+    listening = next(e for e in events if e["event"] == "listening")
+    assert listening["ports"]["atm"] == ports[0]
