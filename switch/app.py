@@ -83,6 +83,10 @@ def _load_reference(conn: Connection, now: datetime) -> Reference:
     return load_reference(conn)
 
 
+def _select_one(conn: Connection) -> object:
+    return conn.exec_driver_sql("SELECT 1").scalar()
+
+
 class SwitchApp:
     """One node. ``worker``: its index among the worker processes sharing the ports, if any."""
 
@@ -218,8 +222,18 @@ class SwitchApp:
         from twisted.web.resource import Resource
         from twisted.web.server import Site
 
+        from switch import health
+
         root = Resource()
         root.putChild(b"metrics", MetricsResource())
+        root.putChild(b"healthz", health.Healthz())
+        probe = health.Probe(
+            database=lambda: self.reads.run(_select_one),
+            hsm=self.hsm.diagnostics,
+            queue_depth=self.writer.depth,
+            queue_max=self.settings.ledger.queue_max,
+        )
+        root.putChild(b"readyz", health.Readyz(probe, self.reactor))
         number = self.settings.metrics_port + (self.worker or 0)
         port = self.reactor.listenTCP(number, Site(root), interface="127.0.0.1")
         self.ports["metrics"] = port.getHost().port

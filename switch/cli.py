@@ -7,6 +7,8 @@ message naming the file or option, and exit status 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import signal
 import sys
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import cards_cli, keys_cli
+from switch import cards_cli, keys_cli, metrics, systemd
 from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.existing_db import NoDatabase, open_existing
 
@@ -168,12 +170,15 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
         app.abort()  # releases every port and thread, so the process can exit
         raise
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+    metrics.BUILD.info({"version": _version(), "python": platform.python_version()})
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if ready_fd is None:
         from switch.logs import announce
 
         announce("listening", f"listening {app.ports} (Ctrl-C stops)", ports=app.ports)
+        systemd.notify("READY=1")
+        reactor.addSystemEventTrigger("before", "shutdown", systemd.notify, "STOPPING=1")
     else:
         from switch.workers import report_ready, stop_when_orphaned
 
@@ -217,6 +222,8 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
     prepare_database(settings, hasher)
     ports = {name: sock.getsockname()[1] for name, sock in held.items()}
     spec = ",".join(f"{name}={port}" for name, port in ports.items())
+    if args.db:
+        os.environ["BILLSWITCH_DB"] = args.db  # inherited by the workers (_worker_argv)
     supervisor = Supervisor([*_worker_argv(args), "--worker-ports", spec], settings.workers)
     try:
         bound = supervisor.start()
@@ -231,6 +238,7 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
 
     text = f"listening {ports} ({settings.workers} workers; Ctrl-C stops)"
     announce("listening", text, ports=ports, workers=settings.workers)
+    systemd.notify("READY=1")
     try:
         return supervisor.run()
     finally:
@@ -239,9 +247,14 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker_argv(args: argparse.Namespace) -> list[str]:
-    """The command line of a worker: this run's options, less --workers."""
+    """The command line of a worker: this run's options, less --workers and --db.
+
+    The database URL may hold a password, and every user sees command lines
+    (``ps``): it reaches the workers through their environment (BILLSWITCH_DB,
+    readable by the owner only), which ``_run_supervisor`` sets.
+    """
     argv = [sys.executable, "-m", "switch.cli", "run"]
-    for option, value in (("--home", args.home), ("--config", args.config), ("--db", args.db)):
+    for option, value in (("--home", args.home), ("--config", args.config)):
         if value is not None:
             argv += [option, str(value)]
     if args.log_level:

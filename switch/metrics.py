@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 TRANSACTIONS = Counter(
     "billswitch_transactions_total", "Requests answered", ["channel", "mti", "code"]
@@ -20,3 +20,4 @@ BATCH_SIZE = Histogram(
 )
 SHED = Counter("billswitch_shed_total", "Requests refused with 91 because a queue was full")
 LEDGER_QUEUE = Gauge("billswitch_ledger_queue", "Orders waiting for the ledger writer")
+BUILD = Info("billswitch_build", "Version of the running switch and of its Python")

@@ -189,3 +189,96 @@ def test_log_json_is_json_only(tmp_path: Path) -> None:
     assert not any("Running upgrade" in e["event"] for e in events)
     listening = next(e for e in events if e["event"] == "listening")
     assert listening["ports"]["atm"] == ports[0]
+
+
+def test_health_readiness_systemd_and_build_info(tmp_path: Path) -> None:
+    """/healthz and /readyz answer on the metrics port, systemd hears READY=1 and
+    STOPPING=1, the build-info metric names the version."""
+    import json
+    import signal
+    import urllib.request
+
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(120)
+    ports = [_free_port() for _ in range(4)]
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f"metrics_port = {ports[3]}\n"
+        + "".join(
+            f"[channels.{n}]\nport = {p}\n"
+            for n, p in zip(("atm", "pos", "host"), ports[:3], strict=True)
+        )
+    )
+    env = dict(__import__("os").environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+         "--config", str(config)],
+        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        assert notify.recv(100) == b"READY=1"
+        base = f"http://127.0.0.1:{ports[3]}"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=60) as answer:
+            assert (answer.status, answer.read()) == (200, b"ok\n")
+        with urllib.request.urlopen(f"{base}/readyz", timeout=60) as answer:
+            body = json.loads(answer.read())
+            assert answer.status == 200
+        assert body["ready"] is True and body["checks"]["database"] == "ok"
+        assert body["checks"]["hsm"] == "ok"
+        with urllib.request.urlopen(f"{base}/metrics", timeout=60) as answer:
+            text = answer.read().decode()
+        assert 'billswitch_build_info{python="' in text and 'version="0.' in text
+        proc.send_signal(signal.SIGTERM)
+        assert notify.recv(100) == b"STOPPING=1"
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+
+
+def test_readyz_names_an_hsm_that_does_not_answer(tmp_path: Path) -> None:
+    """A node whose HSM accepts connections but never answers is unready (503, the
+    check named) and the probe itself answers: it is not hung by the HSM."""
+    import json
+    import signal
+    import urllib.error
+    import urllib.request
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    ports = [_free_port() for _ in range(4)]
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f"metrics_port = {ports[3]}\n"
+        + f'[hsm]\nurl = "tcp://127.0.0.1:{silent.getsockname()[1]}"\ntimeout = 0.5\n'
+        + "".join(
+            f"[channels.{n}]\nport = {p}\n"
+            for n, p in zip(("atm", "pos", "host"), ports[:3], strict=True)
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+         "--config", str(config)],
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        while "billswitch: listening" not in proc.stderr.readline():
+            assert proc.poll() is None
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{ports[3]}/readyz", timeout=60)
+        assert answer.value.code == 503
+        body = json.loads(answer.value.read())
+        assert body["ready"] is False and body["checks"]["database"] == "ok"
+        assert body["checks"]["hsm"].startswith("failed: ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        silent.close()
