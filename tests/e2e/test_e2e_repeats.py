@@ -214,8 +214,10 @@ def test_14_on_us_card_unknown_to_the_issuer(atm: IsoClient, ledger: Ledger) -> 
 
 
 def operator_lines(proc: SwitchProcess, reason: str) -> list[str]:
+    """Error-level log lines asking the operator to act, about ``reason``."""
     lines = proc.log_text().splitlines()
-    return [line for line in lines if "operator action needed" in line and reason in line]
+    wanted = ("[error", "operator action needed", reason)
+    return [line for line in lines if all(part in line for part in wanted)]
 
 
 def test_96_for_a_terminal_without_a_tpk(switch: SwitchProcess, ledger: Ledger) -> None:
