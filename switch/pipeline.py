@@ -78,7 +78,7 @@ class Pipeline:
         """The answer to a request a step did not approve: a money message answered before
         gets that answer (or 94) instead of the decline; anything else its decline code."""
         code, reason = _declined(t, exc)
-        stored = await repeats.instead_of_decline(t, self._sv)
+        stored = await repeats.instead_of_decline(t, self._sv, code)
         if stored is not None:
             self._log(t, stored.get("39", ""), reason=f"answered before; not {code}: {reason}")
             return stored

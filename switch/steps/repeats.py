@@ -47,11 +47,17 @@ async def stored_answer(t: Transaction, sv: Services) -> dict[str, str] | None:
     return dict(stored.response)
 
 
-async def instead_of_decline(t: Transaction, sv: Services) -> dict[str, str] | None:
-    """What to answer instead of a decline, if this request was answered before: its
-    stored response, or a 94. None when it was not, or cannot be known now (the decline
-    stands then: it moved nothing)."""
-    if not t.replayable or t.looked_up:
+# Declines about the switch, not the request: overload (91: shedding must stay cheap and
+# immediate, and the database is what is overloaded) and malfunction (96: the database
+# may be what failed). A look-up would wait on the very thing in trouble.
+_OWN_STATE = frozenset({"91", "96"})
+
+
+async def instead_of_decline(t: Transaction, sv: Services, code: str) -> dict[str, str] | None:
+    """What to answer instead of the decline ``code``, if this request was answered before:
+    its stored response, or a 94. None when it was not, or cannot be known now (the
+    decline stands then: it moved nothing)."""
+    if not t.replayable or t.looked_up or code in _OWN_STATE:
         return None
     try:
         return await stored_answer(t, sv)
