@@ -1,8 +1,10 @@
 """The pipeline: runs a request through its flow's steps and always returns a response.
 
 A step returns ``None`` to go on or a response to finish; a ``Decline``
-ends the flow with its response code. Anything unexpected is logged and
-answered with 96: the writer guarantees nothing half-written remains.
+ends the flow with its response code, unless the request is a money message
+the switch answered before (``switch/steps/repeats.py``): that gets its stored
+answer instead. Anything unexpected is logged and answered with 96: the
+writer guarantees nothing half-written remains.
 """
 
 from __future__ import annotations
