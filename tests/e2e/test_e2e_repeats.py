@@ -156,6 +156,28 @@ def test_a_repeat_after_the_biller_changed_gets_the_stored_answer(
     assert amounts(ledger, account) == [1000]
 
 
+def test_a_reversal_repeat_after_sign_off_gets_the_stored_answer(
+    atm: IsoClient, ledger: Ledger
+) -> None:
+    """0400 approved, ATM00003 signs off: the 0401 gets the stored 0410; a 0401 that keeps
+    another amount (DE 95) is other content (94), and nothing is reversed twice."""
+    account = ledger.account(5000)
+    c.sign_on(atm, terminal="ATM00003")
+    original = c.payment(account, 1000, terminal="ATM00003")
+    call(atm, original)
+    first = c.reversal(original, kept=400)
+    reversed_ = call(atm, first)
+    try:
+        call(atm, c.network("002", terminal="ATM00003"))
+        assert atm.call(first | {"t": "0401"}) == reversed_
+        other = first | {"t": "0401", "95": "000000000300" + "0" * 30}
+        assert atm.call(other)["39"] == "94"
+    finally:
+        c.sign_on(atm, terminal="ATM00003")
+    assert [p.reversed_amount for p in ledger.payments(account)] == [600]
+    assert ledger.due(account) == 5000 - 400
+
+
 def test_a_pin_repeat_with_a_reencrypted_block_gets_the_stored_answer(
     mac_atm: IsoClient, ledger: Ledger
 ) -> None:
