@@ -14,9 +14,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-# Fields left out of a request's content hash: bitmaps (derived), MACs (differ
-# per key), and the MTI repeat digit (a repeat is the same request).
-_NOT_CONTENT = frozenset({"t", "p", "1", "64", "128"})
+# A request's financial content (spec section 5, "Identity"): processing code, amount,
+# currency, bill data, PAN and, for a reversal, what it reverses and what is kept (DE 90,
+# 95); the MTI is added as its base MTI (a repeat counts as its original). Everything else
+# stays out: the identity itself (DE 7, 11, 32, 41: the request key), what a terminal may
+# change on a repeat (DE 12, 13, 37...), MACs and bitmaps, and the sensitive
+# authentication data (DE 35 track 2, DE 52 PIN block, DE 53): an ISO-3 PIN block is
+# re-encrypted on a repeat, and nothing derived from them may be kept.
+CONTENT = ("2", "3", "4", "48", "49", "90", "95")
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -43,7 +48,8 @@ class Hasher:
         return self._hash(pan.encode())
 
     def request(self, base_mti: str, fields: Mapping[str, str]) -> str:
-        content = {k: v for k, v in fields.items() if k not in _NOT_CONTENT}
+        """The keyed hash of a request's financial content (``CONTENT``), for duplicates."""
+        content = {de: fields[de] for de in CONTENT if de in fields}
         content["t"] = base_mti
         return self._hash(_ENCODER.encode(content).encode())
 

@@ -11,6 +11,7 @@ class Decline(Exception):
     """A transaction ends with ``code`` instead of approval."""
 
     code = "96"
+    alert = False  # an operator must act (e.g. load a missing key): logged as an error
 
     def __init__(self, reason: str = "", code: str | None = None) -> None:
         super().__init__(reason or self.__class__.__doc__ or "")
@@ -71,7 +72,7 @@ class PinTriesExceeded(Decline):
 
 
 class Overloaded(Decline):
-    """The switch sheds load: its ledger queue is full."""
+    """The switch sheds load: its ledger or read queue is full; nothing was recorded."""
 
     code = "91"
 
@@ -82,7 +83,21 @@ class NoRoute(Decline):
     code = "92"
 
 
+class Duplicate(Decline):
+    """Same identity as an earlier request, different content."""
+
+    code = "94"
+
+
 class SystemFailure(Decline):
     """The ledger or another part is unavailable; nothing was recorded."""
 
     code = "96"
+
+
+class MissingKey(SystemFailure):
+    """A key the switch needs for this terminal or the issuer is not loaded: the switch's
+    own configuration fails, not the request. The reason names the owner and key type,
+    never key material."""
+
+    alert = True

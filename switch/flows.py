@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from switch.security import cards, mac
 from switch.services import Services
-from switch.steps import checks, inquiry, network, payment, reconciliation, reversal
+from switch.steps import checks, inquiry, network, payment, reconciliation, repeats, reversal
 from switch.transaction import Transaction
 
 Step = Callable[[Transaction, Services], Awaitable[dict[str, str] | None]]
@@ -23,27 +23,37 @@ class Flow:
     steps: tuple[Step, ...]
 
 
-_ENTRY = (checks.identify, mac.check_mac, checks.signed_on)
+# Who is asking and its MAC come first; for money messages then the stored answer of a
+# repeat (switch/steps/repeats.py), before anything an operator or a terminal may change.
+_ENTRY = (checks.identify, mac.check_mac, checks.admitted, checks.signed_on)
+_MONEY_ENTRY = (
+    checks.identify,
+    mac.check_mac,
+    repeats.answer_stored,
+    checks.admitted,
+    checks.signed_on,
+)
 _INQUIRY = Flow(
     ("3", "7", "11", "32", "48"),
     _ENTRY + (checks.bill_data, checks.route, inquiry.inquire),
 )
-_REVERSAL = Flow(("4", "7", "11", "32", "90"), _ENTRY + (reversal.reverse,))
+_REVERSAL = Flow(("4", "7", "11", "32", "90"), _MONEY_ENTRY + (reversal.reverse,))
 
 FLOWS: dict[tuple[str, str | None], Flow] = {
     ("0800", None): Flow(
-        ("7", "11", "32", "70"), (checks.identify, mac.check_mac, network.network_management)
+        ("7", "11", "32", "70"),
+        (checks.identify, mac.check_mac, checks.admitted, network.network_management),
     ),
     ("0100", "31"): _INQUIRY,
     ("0200", "31"): _INQUIRY,
     ("0200", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),
-        _ENTRY
+        _MONEY_ENTRY
         + (checks.bill_data, checks.route, checks.amount, cards.verify_on_us_pin, payment.pay),
     ),
     ("0220", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),
-        _ENTRY + (checks.bill_data, payment.advice_route, payment.record_advice),
+        _MONEY_ENTRY + (checks.bill_data, payment.advice_route, payment.record_advice),
     ),
     ("0400", None): _REVERSAL,
     ("0420", None): _REVERSAL,

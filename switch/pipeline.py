@@ -1,8 +1,10 @@
 """The pipeline: runs a request through its flow's steps and always returns a response.
 
 A step returns ``None`` to go on or a response to finish; a ``Decline``
-ends the flow with its response code. Anything unexpected is logged and
-answered with 96: the writer guarantees nothing half-written remains.
+ends the flow with its response code, unless the request is a money message
+the switch answered before (``switch/steps/repeats.py``): that gets its stored
+answer instead. Anything unexpected is logged and answered with 96: the
+writer guarantees nothing half-written remains.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from switch.errors import Decline, FormatError, NotSupported
 from switch.flows import ACCOUNT_TYPES, BY_PROCESSING_CODE, FLOWS, Flow
 from switch.security import mac
 from switch.services import Services
+from switch.steps import repeats
 from switch.transaction import Origin, Transaction
 
 log = structlog.get_logger("switch.txn")
@@ -65,20 +68,24 @@ class Pipeline:
         try:
             response = await self._run(t)
             self._log(t, response.get("39", ""))
-        except Decline as decline:
-            response = t.response(decline.code, {})
-            self._log(t, decline.code, reason=str(decline))
-        except HsmFailure as exc:  # timeout, unreachable, or an HSM error code
-            response = t.response("96", {})
-            self._log(t, "96", reason=f"HSM: {type(exc).__name__}")
-        except Exception:
-            log.exception("transaction failed", mti=t.mti, stan=request.get("11"))
-            response = t.response("96", {})
+        except Exception as exc:
+            response = await self._failed(t, exc)
         signed = await self._signed(t, response)
         metrics.LATENCY.labels(t.origin.channel).observe(
             (self._clock() - t.received_at).total_seconds()
         )
         return signed
+
+    async def _failed(self, t: Transaction, exc: Exception) -> dict[str, str]:
+        """The answer to a request a step did not approve: a money message answered before
+        gets that answer (or 94) instead of the decline; anything else its decline code."""
+        code, reason = _declined(t, exc)
+        stored = await repeats.instead_of_decline(t, self._sv, code)
+        if stored is not None:
+            self._log(t, stored.get("39", ""), reason=f"answered before; not {code}: {reason}")
+            return stored
+        self._log(t, code, reason=reason)
+        return t.response(code, {})
 
     async def _signed(self, t: Transaction, response: dict[str, str]) -> dict[str, str] | Encoded:
         """MAC the response; if the HSM cannot, it goes unsigned (the answer stands)."""
@@ -128,6 +135,22 @@ class Pipeline:
             code=code,
             **extra,
         )
+
+
+def _declined(t: Transaction, exc: Exception) -> tuple[str, str]:
+    """A failure's response code and the reason logged with it."""
+    if isinstance(exc, Decline):
+        if exc.alert:  # the switch's own configuration: an operator must act
+            log.error("operator action needed", code=exc.code, reason=str(exc), **_who(t))
+        return exc.code, str(exc)
+    if isinstance(exc, HsmFailure):  # timeout, unreachable, or an HSM error code
+        return "96", f"HSM: {type(exc).__name__}"
+    log.error("transaction failed", mti=t.mti, stan=t.request.get("11"), exc_info=exc)
+    return "96", "unexpected error"
+
+
+def _who(t: Transaction) -> dict[str, str | None]:
+    return {"acquirer": t.request.get("32"), "terminal": t.request.get("41")}
 
 
 _REQUEST_CLASSES = frozenset({"0100", "0200", "0400", "0500", "0800"})

@@ -42,6 +42,8 @@ class Transaction:
     received_at: datetime
     raw: bytes = b""  # the request as received (MTI onwards), for its MAC
     mac_key: Any = None  # the key that verified the request's MAC
+    replayable: bool = False  # a money message past its MAC check: it may have a stored answer
+    looked_up: bool = False  # its stored answer was looked up already
     wallet: str | None = None  # the on-us wallet account paying, once its PIN verified
     pan_hash: str | None = None  # DE 2's keyed hash, once a step needed it
     pin_limit: int = 0  # wrong tries that block the card (re-checked by the ledger)

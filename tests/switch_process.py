@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine
 
 from tests.client import IsoClient
 
-CONFIG = """
+CONFIG = """{settings}
 metrics_port = 0
 log_level = "info"
 [channels.atm]
@@ -43,10 +43,17 @@ class SwitchProcess:
     @classmethod
     @contextmanager
     def start(
-        cls, home: Path, db_url: str, extra_config: str = "", args: Sequence[str] = ()
+        cls,
+        home: Path,
+        db_url: str,
+        extra_config: str = "",
+        args: Sequence[str] = (),
+        settings: str = "",
     ) -> Iterator[SwitchProcess]:
+        """``extra_config`` goes after the channel tables (more tables); ``settings`` before
+        them (top-level keys such as ``reference_refresh``)."""
         config = home / "billswitch.toml"
-        config.write_text(CONFIG.format(extra=extra_config))
+        config.write_text(CONFIG.format(extra=extra_config, settings=settings))
         log_path = home / "switch.log"
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         with open(log_path, "wb") as log:

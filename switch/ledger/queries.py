@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 
@@ -9,6 +10,7 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from routing.bills import Bill
 from switch.ledger import schema as s
+from switch.ledger.orders import RequestKey
 
 _c, _d = s.customers.c, s.debts.c
 # Built once: building a statement costs more Python than running it.
@@ -32,6 +34,40 @@ def bill(conn: Connection, biller_code: str, account: str, period: str | None) -
     rows = conn.execute(_OPEN_DEBTS, params)
     debts = tuple((p, a) for p, a in rows if not period or p == period)
     return Bill(name, sum(a for _, a in debts), debts)
+
+
+_r = s.requests.c
+# STAN and DE 7 lead the unique key, as in the writer's look-up.
+_STORED = select(_r.request_hash, _r.response).where(
+    _r.stan == bindparam("stan"),
+    _r.transmitted == bindparam("transmitted"),
+    _r.acquirer_id == bindparam("acquirer"),
+    _r.terminal_id == bindparam("terminal"),
+    _r.mti == bindparam("mti"),
+)
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """A recorded request: its content hash and the response data elements it got."""
+
+    request_hash: str
+    response: dict[str, str]
+
+
+def stored_request(conn: Connection, key: RequestKey) -> StoredRequest | None:
+    """The request recorded under ``key`` (identity and base MTI), if any."""
+    params = {
+        "stan": key.stan,
+        "transmitted": key.transmitted,
+        "acquirer": key.acquirer_id,
+        "terminal": key.terminal_id,
+        "mti": key.mti,
+    }
+    row = conn.execute(_STORED, params).first()
+    if row is None:
+        return None
+    return StoredRequest(row.request_hash, json.loads(row.response))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
 with the issuer's PVK), so the switch never sees the PIN. Wrong PINs are
 counted (55, then 75 once the limit is reached; a right PIN resets the count)
 and the payment is then paid from the card's wallet account in the ledger.
+A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
+switch lacks is its own malfunction (96, logged for the operator), not the
+terminal's security violation.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from switch.errors import (
     Decline,
     FormatError,
     IncorrectPin,
+    MissingKey,
     PinTriesExceeded,
-    SecurityViolation,
 )
 from switch.ledger import schema as s
 from switch.security.cache import Card
@@ -50,7 +53,13 @@ PIN_DATA_ERRORS: dict[str, tuple[type[Decline], str]] = {
 
 
 class UnknownCard(Decline):
-    """An on-us card the issuer does not have, or one that is not active."""
+    """An on-us card (by its BIN) the issuer does not have."""
+
+    code = "14"
+
+
+class InactiveCard(Decline):
+    """An on-us card the issuer has closed or not yet activated: do not honour."""
 
     code = "05"
 
@@ -95,8 +104,10 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         card = await sv.reads.shared(load_card, pan_hash)
         if card is not None:
             sv.cards.put(card)
-    if card is None or not card.active:
-        raise UnknownCard("unknown or inactive on-us card")
+    if card is None:
+        raise UnknownCard("on-us card unknown to the issuer")
+    if not card.active:
+        raise InactiveCard("on-us card not active")
     if card.pin_tries >= sv.pin_tries:
         raise PinTriesExceeded("PIN tries exceeded")
     if not t.request.get("52"):
@@ -139,12 +150,12 @@ def _pin_key(t: Transaction, sv: Services):  # type: ignore[no-untyped-def]
     owner = owner_of(t.terminal.acquirer_id, t.terminal.terminal_id)
     key = sv.keys().active(owner, PIN_KEY[t.origin.kind])
     if key is None:
-        raise SecurityViolation("no PIN key for this terminal")
+        raise MissingKey(f"no active {PIN_KEY[t.origin.kind]} for {owner}")
     return key
 
 
 def _pvk(sv: Services):  # type: ignore[no-untyped-def]
     key = sv.keys().active(ISSUER, "PVK")
     if key is None:
-        raise SecurityViolation("the issuer has no PVK")
+        raise MissingKey(f"no active PVK for {ISSUER}")
     return key

@@ -31,6 +31,13 @@ MAC_HEX = 16  # 8 bytes
 PLACEHOLDER = "0" * MAC_HEX  # the MAC field while the MAC is computed
 
 
+class NoMacKey(SecurityViolation):
+    """A terminal on a MAC channel without a MAC key: its request cannot be authenticated,
+    so it is refused as any unverifiable MAC is (63); the operator must load the key."""
+
+    alert = True
+
+
 def _owner(t: Transaction) -> str:
     assert t.terminal is not None
     return owner_of(t.terminal.acquirer_id, t.terminal.terminal_id)
@@ -44,7 +51,7 @@ async def check_mac(t: Transaction, sv: Services) -> None:
         raise SecurityViolation("MAC missing")
     keys = sv.keys().usable(_owner(t), MAC_KEY[t.origin.kind], datetime.now(UTC))
     if not keys:
-        raise SecurityViolation("no MAC key for this terminal")
+        raise NoMacKey(f"no {MAC_KEY[t.origin.kind]} for {_owner(t)}")
     algorithm, padding = ALGORITHMS[t.origin.mac]
     try:
         data = mac_input(t.raw)

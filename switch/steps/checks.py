@@ -27,7 +27,8 @@ _ALPHANUMERIC = frozenset(string.ascii_letters + string.digits)
 
 
 async def identify(t: Transaction, sv: Services) -> None:
-    """The acquirer (DE 32) and terminal (DE 41) must be known and belong to this channel."""
+    """The acquirer (DE 32) and terminal (DE 41) must be known on this channel: its MAC key
+    is found by them. Whether they are still active is checked after the MAC (``admitted``)."""
     acquirer_id = t.field("32")
     if t.origin.kind == "HOST":
         t.terminal_id = t.request.get("41", HOST_TERMINAL)
@@ -35,12 +36,19 @@ async def identify(t: Transaction, sv: Services) -> None:
     else:
         t.terminal_id = t.field("41")
         terminal = sv.reference().terminal(acquirer_id, t.terminal_id)
-    if terminal is None or not terminal.active or terminal.channel != t.origin.kind:
+    if terminal is None or terminal.channel != t.origin.kind:
         raise UnknownParty("unknown acquirer or terminal on this channel")
-    if acquirer_id not in sv.reference().acquirers:
-        raise UnknownParty("acquirer not active")
     t.terminal = terminal
     t.business_day = business_day(t.received_at, sv.cutover, sv.timezone)
+
+
+async def admitted(t: Transaction, sv: Services) -> None:
+    """The terminal and its acquirer must be active (an operator may have closed them)."""
+    assert t.terminal is not None
+    if not t.terminal.active:
+        raise UnknownParty("terminal not active")
+    if t.terminal.acquirer_id not in sv.reference().acquirers:
+        raise UnknownParty("acquirer not active")
 
 
 async def signed_on(t: Transaction, sv: Services) -> None:

@@ -73,16 +73,38 @@ def test_request_hash_is_keyed_and_stable() -> None:
         {"p": "F23A000000000001"},  # the bitmap
         {"1": "0000000000000001"},  # the secondary bitmap
         {"t": "0201"},  # the repeat MTI digit
+        {"52": "0123456789ABCDEF", "53": "4700000000000000"},  # a re-encrypted PIN block
+        {"35": "4111111111111111=30121010000000000000"},  # track 2
+        {"12": "235959", "13": "1231", "37": "000000000042", "22": "051"},  # not content
+        {"14": "3012", "18": "6011", "42": "AGENT0000000001", "43": "x" * 40},
+        {"7": "1122101501", "11": "000124", "32": "100002", "41": "ATM00002"},  # the key's
     ],
 )
-def test_request_hash_ignores_mac_bitmaps_and_repeat_digit(change: dict[str, str]) -> None:
+def test_request_hash_covers_only_the_financial_content(change: dict[str, str]) -> None:
+    """Spec section 5: MTI (repeat counts as original), DE 3, 4, 49, 48, 2; nothing derived
+    from sensitive authentication data (DE 35, 52) is part of what is stored."""
     a = Hasher(KEY_A)
     assert a.request("0200", {**REQUEST, **change}) == a.request("0200", REQUEST)
 
 
+def test_request_hash_of_sensitive_data_alone_is_that_of_no_request() -> None:
+    a = Hasher(KEY_A)
+    assert a.request("0200", {"35": "4111111111111111=3012", "52": "00" * 8}) == a.request(
+        "0200", {}
+    )
+
+
 @pytest.mark.parametrize(
     "change",
-    [{"4": "000000012346"}, {"48": "BL006UTIL01AC0071000002"}, {"49": "840"}, {"2": "4111"}],
+    [
+        {"4": "000000012346"},
+        {"48": "BL006UTIL01AC0071000002"},
+        {"49": "840"},
+        {"2": "4111"},
+        {"3": "501000"},
+        {"90": "0200000123112210150000000100001" + "0" * 11},  # what a reversal reverses
+        {"95": "000000000100" + "0" * 30},  # and what is kept
+    ],
 )
 def test_request_hash_covers_the_content(change: dict[str, str]) -> None:
     a = Hasher(KEY_A)

@@ -6,6 +6,7 @@ crypto module, which is checked against published vectors in tests/hsm_crypto.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -75,9 +76,17 @@ def test_missing_or_wrong_mac_gets_63_and_moves_no_money(
 
 
 def test_terminal_without_a_mac_key_gets_63(switch: SwitchProcess) -> None:
+    """Its request cannot be authenticated (63, unsigned); the operator is told which key
+    is missing (an error line with owner and key type)."""
     with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
         response, _ = _call(conn, c.network("001", terminal="ATM00002"))
-    assert response["39"] == "63"
+    assert response["39"] == "63" and "128" not in response
+    deadline = time.monotonic() + 30
+    while "operator action needed" not in switch.log_text():
+        assert time.monotonic() < deadline, "no operator line"
+        time.sleep(0.05)
+    lines = [line for line in switch.log_text().splitlines() if "operator action needed" in line]
+    assert any("no TAK for 100001:ATM00002" in line and "[error" in line for line in lines)
 
 
 TMK = bytes.fromhex("0123456789ABCDEF1032547698BADCFE")  # demo, test-only
