@@ -174,10 +174,9 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if ready_fd is None:
-        from switch.logs import announce
-
-        announce("listening", f"listening {app.ports} (Ctrl-C stops)", ports=app.ports)
-        systemd.notify("READY=1")
+        # Said once the reactor runs, so its signal handlers are in place: a Ctrl-C or
+        # SIGTERM from whoever waited for this line stops the switch cleanly.
+        reactor.callWhenRunning(_ready, app.ports)
         reactor.addSystemEventTrigger("before", "shutdown", systemd.notify, "STOPPING=1")
     else:
         from switch.workers import report_ready, stop_when_orphaned
@@ -186,6 +185,13 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
         stop_when_orphaned(reactor)
     reactor.run()
     return 0
+
+
+def _ready(ports: dict[str, int]) -> None:
+    from switch.logs import announce
+
+    announce("listening", f"listening {ports} (Ctrl-C stops)", ports=ports)
+    systemd.notify("READY=1")
 
 
 def _run_worker(settings: Settings, index: int, ready_fd: int, ports: str) -> int:

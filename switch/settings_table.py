@@ -30,10 +30,14 @@ def between(low: float, high: float, *, above: bool = False) -> Check:
 
     def check(value: Any) -> str | None:
         if (value <= low if above else value < low) or value > high:
-            return f"must be {'more than' if above else 'from'} {low:g} {'to'} {high:g}"
+            return f"must be {'more than' if above else 'from'} {_num(low)} to {_num(high)}"
         return None
 
     return check
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def one_of(*choices: str) -> Check:
@@ -128,7 +132,9 @@ RULES: dict[str, Rule] = {
     ),
     "ledger.read_threads": Rule("database reader threads", "1-64", between(1, 64)),
     "ledger.read_queue_max": Rule(
-        "pending reads before new requests get 91", "1-1000000", between(1, 1_000_000)
+        "pending reads before new requests get 91 (0 refuses every read: for tests)",
+        "0-1000000",
+        between(0, 1_000_000),
     ),
     "hsm.url": Rule(
         '`"software"` (in process) or `"tcp://HOST:PORT"` (simulator or payShield)',
