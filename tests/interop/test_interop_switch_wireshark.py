@@ -16,10 +16,10 @@ import pytest
 from iso.dialect import SPEC, decode_message
 from iso.framing import BINARY2, encode_frame
 from tests import client as c
-from tests.pcap import have_tshark, tshark_decode, tshark_fields, write_pcap
+from tests.pcap import TSHARK_MISSING, have_tshark, tshark_decode, tshark_fields, write_pcap
 from tests.switch_process import SwitchProcess
 
-pytestmark = pytest.mark.skipif(not have_tshark(), reason="tshark (Wireshark) not on PATH")
+pytestmark = pytest.mark.skipif(not have_tshark(), reason=TSHARK_MISSING)
 
 BINARY = {key for key, spec in SPEC.items() if spec["data_enc"] == "b"}
 
