@@ -21,6 +21,7 @@ from switch.ledger import schema as s
 from switch.ledger.queries import unbalanced_journal_rows
 from tests.client import IsoClient, bill_data, sign_on
 from tests.conftest import postgres_schema_url
+from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
 BILLER = "UTIL01"
@@ -65,11 +66,22 @@ def sigint_inheritable() -> Iterator[None]:
 def started(
     home: Path, url: str, extra_config: str = "", args: Sequence[str] = ()
 ) -> Iterator[SwitchProcess]:
-    """``SwitchProcess.start``, with Ctrl-C deliverable to the switch."""
+    """``SwitchProcess.start``, with Ctrl-C deliverable to the switch.
+
+    When the tests using the switch are done (a module, for the ``switch``
+    fixture) and none of them raised through here, the whole ledger must hold
+    the invariants of design.md (``Ledger.check_invariants``): whatever the
+    tests did on the wire cannot have left money half moved.
+    """
     with ExitStack() as stack:
         with sigint_inheritable():
             proc = stack.enter_context(SwitchProcess.start(home, url, extra_config, args))
         yield proc
+        ledger = Ledger(url)
+        try:
+            ledger.check_invariants()
+        finally:
+            ledger.close()
 
 
 def sign_on_all(proc: SwitchProcess) -> None:
@@ -179,6 +191,14 @@ class Ledger:
     def unbalanced(self) -> list[int]:
         with self.engine.connect() as conn:
             return unbalanced_journal_rows(conn)
+
+    def check_invariants(self) -> None:
+        """The full check of the ledger tests (tests/ledger/ledger_support.py): every
+        journal row balances, a request key appears once, no debt is negative and each
+        matches its allocations, every approved payment has its journal rows, a
+        wallet's funds are minus the sum of its entries. AssertionError if not."""
+        with self.engine.connect() as conn:
+            assert_invariants(conn)
 
     def text_values(self) -> Iterator[tuple[str, str, str]]:
         """Every value of every text column of every table: ``(table, column, value)``."""
