@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import String, Text, create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
 
 from iso.dialect import response_mti
 from switch.ledger import schema as s
@@ -80,6 +81,10 @@ def started(
         ledger = Ledger(url)
         try:
             ledger.check_invariants()
+        except AssertionError as exc:  # pytest may report it at the next test's set-up
+            backend = make_url(url).get_backend_name()
+            message = f"ledger invariant broken by the tests on {backend}: {exc}"
+            raise AssertionError(message) from exc
         finally:
             ledger.close()
 
