@@ -102,8 +102,12 @@ def write_pcap(path: str | Path, exchanges: list[tuple[bytes, bool]], port: int)
     Path(path).write_bytes(b"".join(out))
 
 
+# The skip reason of every tshark test: .ci/run looks for it and fails the build.
+TSHARK_MISSING = "tshark (Wireshark) not on PATH"
+
+
 def have_tshark() -> bool:
-    """Tests skip rather than fail where Wireshark is not installed."""
+    """Tests skip (with ``TSHARK_MISSING``) where Wireshark is not installed; CI fails then."""
     return shutil.which("tshark") is not None
 
 

@@ -5,7 +5,8 @@
 plus two extra channels the framing tests need:
 
 - ``pos_ascii``: a POS channel with a 4-digit ASCII length and a 5-byte TPDU;
-- ``atm_idle``: an ATM channel that closes connections silent for 1 second.
+- ``atm_idle``: an ATM channel that closes connections silent for 1 second;
+- ``atm_mac``: an ATM channel that requires an X9.19 MAC (as the embedded defaults do).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ tpdu = true
 kind = "ATM"
 port = 0
 idle_timeout = 1
+[channels.atm_mac]
+kind = "ATM"
+port = 0
+mac = "x919"
 """
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import String, Text, create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
 
 from iso.dialect import response_mti
 from switch.ledger import schema as s
 from switch.ledger.queries import unbalanced_journal_rows
 from tests.client import IsoClient, bill_data, sign_on
 from tests.conftest import postgres_schema_url
+from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
 BILLER = "UTIL01"
@@ -65,11 +67,26 @@ def sigint_inheritable() -> Iterator[None]:
 def started(
     home: Path, url: str, extra_config: str = "", args: Sequence[str] = (), settings: str = ""
 ) -> Iterator[SwitchProcess]:
-    """``SwitchProcess.start``, with Ctrl-C deliverable to the switch."""
+    """``SwitchProcess.start``, with Ctrl-C deliverable to the switch.
+
+    When the tests using the switch are done (a module, for the ``switch``
+    fixture) and none of them raised through here, the whole ledger must hold
+    the invariants of design.md (``Ledger.check_invariants``): whatever the
+    tests did on the wire cannot have left money half moved.
+    """
     with ExitStack() as stack:
         with sigint_inheritable():
             proc = stack.enter_context(SwitchProcess.start(home, url, extra_config, args, settings))
         yield proc
+        ledger = Ledger(url)
+        try:
+            ledger.check_invariants()
+        except AssertionError as exc:  # pytest may report it at the next test's set-up
+            backend = make_url(url).get_backend_name()
+            message = f"ledger invariant broken by the tests on {backend}: {exc}"
+            raise AssertionError(message) from exc
+        finally:
+            ledger.close()
 
 
 def sign_on_all(proc: SwitchProcess) -> None:
@@ -179,6 +196,14 @@ class Ledger:
     def unbalanced(self) -> list[int]:
         with self.engine.connect() as conn:
             return unbalanced_journal_rows(conn)
+
+    def check_invariants(self) -> None:
+        """The full check of the ledger tests (tests/ledger/ledger_support.py): every
+        journal row balances, a request key appears once, no debt is negative and each
+        matches its allocations, every approved payment has its journal rows, a
+        wallet's funds are minus the sum of its entries. AssertionError if not."""
+        with self.engine.connect() as conn:
+            assert_invariants(conn)
 
     def text_values(self) -> Iterator[tuple[str, str, str]]:
         """Every value of every text column of every table: ``(table, column, value)``."""

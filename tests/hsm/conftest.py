@@ -16,7 +16,7 @@ import pytest
 from hsm_sim.client import PayShieldClient
 from hsm_sim.server import HsmServerFactory, listen
 from hsm_sim.software import HsmCore, SoftwareHsm
-from tests.hsm.hsm_support import Blocking, ReactorThread
+from tests.hsm.hsm_support import WAIT, Blocking, ReactorThread
 
 
 @dataclass
@@ -53,7 +53,7 @@ def simulator(reactor_thread: ReactorThread) -> Iterator[Simulator]:
 
 @pytest.fixture
 def client(reactor_thread: ReactorThread, simulator: Simulator) -> Iterator[PayShieldClient]:
-    made = PayShieldClient(simulator.url, reactor_thread.reactor)
+    made = PayShieldClient(simulator.url, reactor_thread.reactor, timeout=WAIT)
     yield made
     reactor_thread.call(made.close)
 
@@ -66,6 +66,6 @@ def hsm(
     if request.param == "software":
         yield Blocking(SoftwareHsm(), reactor_thread)
         return
-    made = PayShieldClient(simulator.url, reactor_thread.reactor)
+    made = PayShieldClient(simulator.url, reactor_thread.reactor, timeout=WAIT)
     yield Blocking(made, reactor_thread)
     reactor_thread.call(made.close)

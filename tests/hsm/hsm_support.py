@@ -17,8 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.selectreactor import SelectReactor
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from hsm_sim.crypto import lmk
@@ -58,6 +59,50 @@ class ReactorThread:
 
         self.reactor.callFromThread(run)
         return future.result(timeout=WAIT)
+
+
+class ClockedReactor:
+    """The test reactor for sockets, a ``Clock`` for time: a client made on it has time
+    limits that pass only when a test advances the clock (``expire``).
+
+    A successful call is then never bounded by a time limit, however slow the
+    machine, and a time-out happens at a point the test chooses, not after a sleep.
+    Connection attempts still use the real reactor's timer (with the client's time
+    limit, which tests keep generous).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.clock = Clock()
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return self.clock.callLater(delay, f, *args, **kw)
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def getDelayedCalls(self) -> list[Any]:
+        return list(self.clock.getDelayedCalls())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+
+def started(thread: ReactorThread, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """Call ``function`` on the reactor and return its Deferred without waiting for it."""
+    made: list[Deferred[Any]] = []
+    thread.call(lambda: made.append(maybeDeferred(function, *args)))
+    return made[0]
+
+
+def waited(thread: ReactorThread, d: Deferred[Any]) -> Any:
+    """The result of ``d`` (from ``started``) once it fires; its error raised here."""
+    return thread.call(lambda: d)
+
+
+def expire(thread: ReactorThread, reactor: ClockedReactor, seconds: float) -> None:
+    """Let ``seconds`` pass on ``reactor``'s clock (its due timers run, on the reactor)."""
+    thread.call(reactor.clock.advance, seconds)
 
 
 class Blocking:

@@ -1,13 +1,17 @@
 """``PayShieldClient`` against servers that misbehave: silent, hanging up, out of order.
 
-Time limits here are behaviour (a call must end), bounded and short; no
-test measures how long anything took.
+Time limits here are behaviour (a call must end). The clients run on a
+``ClockedReactor``: their time limit passes only when a test advances the
+clock, so no successful call is ever bounded by it and a time-out happens
+exactly where the test says; what a server does late, it does when the test
+releases it. No test sleeps or measures how long anything took.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
-import time
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,7 +32,15 @@ from hsm_sim.interface import (
 )
 from hsm_sim.software import HsmCore, SoftwareHsm
 from tests.hsm.conftest import Simulator
-from tests.hsm.hsm_support import ReactorThread, under_lmk
+from tests.hsm.hsm_support import (
+    WAIT,
+    ClockedReactor,
+    ReactorThread,
+    expire,
+    started,
+    under_lmk,
+    waited,
+)
 
 TAK_KEY = under_lmk(TAK, "7CA110454A1A6E570131D9619DC1376E")
 ALG3, METHOD2 = MacAlgorithm.ISO9797_ALG3, Padding.METHOD2
@@ -73,21 +85,6 @@ class AnswersFirst(Int16StringReceiver):
             self.sendString(dispatch(HsmCore(), frame[:4], frame[4:]))
 
 
-class SlowSecond(Int16StringReceiver):
-    """Answers the second request of a connection late (0.5 s), every other one at once."""
-
-    def __init__(self) -> None:
-        self._seen = 0
-
-    def stringReceived(self, frame: bytes) -> None:
-        self._seen += 1
-        answer = dispatch(HsmCore(), frame[:4], frame[4:])
-        if self._seen == 2:
-            self.factory.reactor.callLater(0.5, self.sendString, answer)  # type: ignore[attr-defined]
-        else:
-            self.sendString(answer)
-
-
 class Garbled(Int16StringReceiver):
     """Echoes the header, then an answer that is too short to be one."""
 
@@ -112,16 +109,26 @@ def serve(reactor_thread: ReactorThread) -> Iterator[Callable[[type[Any]], str]]
         reactor_thread.call(port.stopListening)
 
 
-def make_client(thread: ReactorThread, url: str, **kwargs: Any) -> PayShieldClient:
-    return PayShieldClient(url, thread.reactor, **kwargs)
+# The clients' time limit: on the test clock, so it passes only when a test says
+# (it also bounds connecting, on the real clock, where it is generous).
+TIMEOUT = WAIT
+
+
+def make_client(
+    thread: ReactorThread, url: str, **kwargs: Any
+) -> tuple[PayShieldClient, ClockedReactor]:
+    reactor = ClockedReactor(thread.reactor)
+    return PayShieldClient(url, reactor, timeout=TIMEOUT, **kwargs), reactor
 
 
 def test_hsm_client_times_out_on_a_silent_hsm(
     reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
 ) -> None:
-    client = make_client(reactor_thread, serve(Silent), timeout=0.2)
+    client, reactor = make_client(reactor_thread, serve(Silent))
+    call = started(reactor_thread, client.diagnostics)
+    expire(reactor_thread, reactor, TIMEOUT)
     with pytest.raises(HsmTimeout):
-        reactor_thread.call(client.diagnostics)
+        waited(reactor_thread, call)
     reactor_thread.call(client.close)
 
 
@@ -129,37 +136,65 @@ def test_hsm_client_times_out_calls_on_an_open_connection(
     reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
 ) -> None:
     """Once connected, calls share one timer; each still fails alone with HsmTimeout."""
-    client = make_client(reactor_thread, serve(AnswersFirst), timeout=0.2, pool_size=1)
-    reactor_thread.call(client.diagnostics)
-
-    timers: list[int] = []
+    client, reactor = make_client(reactor_thread, serve(AnswersFirst), pool_size=1)
+    reactor_thread.call(client.diagnostics)  # answered: no time limit bounds it
+    assert reactor.getDelayedCalls() == []  # its time limit went with its answer
 
     def several() -> Any:
-        before = len(reactor_thread.reactor.getDelayedCalls())
         calls = [client.generate_mac(TAK_KEY, b"m%d" % n, ALG3, METHOD2) for n in range(20)]
-        timers.append(len(reactor_thread.reactor.getDelayedCalls()) - before)
+        assert len(reactor.getDelayedCalls()) == 1  # one timer for all of them
         return DeferredList(calls, consumeErrors=True)
 
-    results = reactor_thread.call(several)
-    assert timers[0] <= 1  # one timer for all of them, not one per call
+    calls = started(reactor_thread, several)
+    expire(reactor_thread, reactor, TIMEOUT)
+    results = waited(reactor_thread, calls)
     assert [ok for ok, _ in results] == [False] * 20
     assert all(failure.check(HsmTimeout) for _, failure in results)
     for _ in range(2):  # the timer is armed again for calls made after it ran
+        call = started(reactor_thread, client.diagnostics)
+        assert len(reactor.getDelayedCalls()) == 1
+        expire(reactor_thread, reactor, TIMEOUT)
         with pytest.raises(HsmTimeout):
-            reactor_thread.call(client.diagnostics)
+            waited(reactor_thread, call)
     reactor_thread.call(client.close)
 
 
 def test_hsm_client_drops_a_late_answer_and_goes_on(
     reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
 ) -> None:
-    url = serve(SlowSecond)
-    client = make_client(reactor_thread, url, timeout=0.2, pool_size=1)
-    first = reactor_thread.call(client.diagnostics)
+    held: list[Callable[[], None]] = []
+    holding = threading.Event()
+
+    class HoldsSecond(Int16StringReceiver):
+        """Answers the second request of a connection only when the test releases it."""
+
+        def __init__(self) -> None:
+            self._seen = 0
+
+        def stringReceived(self, frame: bytes) -> None:
+            self._seen += 1
+            answer = dispatch(HsmCore(), frame[:4], frame[4:])
+            if self._seen == 2:
+                held.append(functools.partial(self.sendString, answer))
+                holding.set()
+            else:
+                self.sendString(answer)
+
+    client, reactor = make_client(reactor_thread, serve(HoldsSecond), pool_size=1)
+    software = SoftwareHsm()
+
+    def mac(message: bytes, hsm: Any = client) -> Any:
+        return hsm.generate_mac(TAK_KEY, message, ALG3, METHOD2)
+
+    assert reactor_thread.call(mac, b"first") == reactor_thread.call(mac, b"first", software)
+    late = started(reactor_thread, mac, b"second")
+    assert holding.wait(WAIT)  # the server has the request and holds its answer
+    expire(reactor_thread, reactor, TIMEOUT)
     with pytest.raises(HsmTimeout):
-        reactor_thread.call(client.diagnostics)
-    time.sleep(0.6)  # the late answer arrives and matches nothing
-    assert reactor_thread.call(client.diagnostics) == first
+        waited(reactor_thread, late)
+    reactor_thread.call(held[0])  # the late answer goes out, ahead of the next one
+    # It matches nothing: the next call gets its own answer, not the late one.
+    assert reactor_thread.call(mac, b"third") == reactor_thread.call(mac, b"third", software)
     reactor_thread.call(client.close)
 
 
@@ -167,7 +202,7 @@ def test_hsm_client_without_a_server_is_unavailable(reactor_thread: ReactorThrea
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = make_client(reactor_thread, f"tcp://127.0.0.1:{port}")
+    client, _ = make_client(reactor_thread, f"tcp://127.0.0.1:{port}")
     with pytest.raises(HsmUnavailable):
         reactor_thread.call(client.diagnostics)
 
@@ -175,7 +210,7 @@ def test_hsm_client_without_a_server_is_unavailable(reactor_thread: ReactorThrea
 def test_hsm_client_call_in_flight_when_the_connection_drops_is_unavailable(
     reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
 ) -> None:
-    client = make_client(reactor_thread, serve(HangUp))
+    client, _ = make_client(reactor_thread, serve(HangUp))
     with pytest.raises(HsmUnavailable):
         reactor_thread.call(client.diagnostics)
 
@@ -194,7 +229,7 @@ def test_hsm_client_reconnects_after_the_server_drops_it(
 def test_hsm_client_matches_answers_that_come_out_of_order(
     reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
 ) -> None:
-    client = make_client(reactor_thread, serve(Reversing), pool_size=1)
+    client, _ = make_client(reactor_thread, serve(Reversing), pool_size=1)
     messages = [f"message {n}".encode() for n in range(Reversing.batch)]
 
     def all_at_once() -> Any:
@@ -228,7 +263,7 @@ def test_hsm_client_many_calls_in_flight_over_the_pool(
 def test_hsm_client_reports_an_answer_it_cannot_read(
     reactor_thread: ReactorThread, serve: Callable[[type[Any]], str]
 ) -> None:
-    client = make_client(reactor_thread, serve(Garbled))
+    client, _ = make_client(reactor_thread, serve(Garbled))
     with pytest.raises(HsmBadResponse):
         reactor_thread.call(client.diagnostics)
     reactor_thread.call(client.close)

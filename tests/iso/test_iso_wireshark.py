@@ -23,9 +23,9 @@ from iso.bill_data import build_bill_data
 from iso.dialect import SPEC, encode_message
 from iso.framing import BINARY2, encode_frame
 from iso.text import mask_name
-from tests.pcap import have_tshark, tshark_decode, tshark_fields, write_pcap
+from tests.pcap import TSHARK_MISSING, have_tshark, tshark_decode, tshark_fields, write_pcap
 
-pytestmark = pytest.mark.skipif(not have_tshark(), reason="tshark (Wireshark) not on PATH")
+pytestmark = pytest.mark.skipif(not have_tshark(), reason=TSHARK_MISSING)
 
 PORT = 5100
 BINARY = {key for key, spec in SPEC.items() if spec["data_enc"] == "b"}

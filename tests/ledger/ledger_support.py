@@ -346,6 +346,13 @@ def assert_invariants(conn: Connection) -> None:
         fee_back = kinds.get((payment_id, "fee_reversal"), [])
         assert fee_back == ([fee] if fee and reversed_amount == amount else [])
 
+    # A wallet's funds (kept with its card) are minus the sum of its entries.
+    by_account = dict(
+        conn.execute(select(e.account_code, func.sum(e.amount)).group_by(e.account_code)).all()
+    )
+    for wallet, funds in conn.execute(select(s.cards.c.wallet_account, s.cards.c.funds)):
+        assert funds == -by_account.get(wallet, 0), f"wallet {wallet}: funds {funds}"
+
     # The balances are derived from the entries and the ledger as a whole balances.
     balances = queries.balances(conn)
     assert sum(balances.values()) == 0

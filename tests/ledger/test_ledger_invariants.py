@@ -7,8 +7,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Connection, Engine, delete, insert, update
 
+from switch import demo
 from switch.ledger import schema as s
 from tests.ledger.ledger_support import (
+    HASHER,
     NOW,
     RECV,
     assert_invariants,
@@ -43,6 +45,12 @@ def _orphan_payment(conn: Connection) -> None:
     conn.execute(update(s.requests).values(response_code="96", payment_id=None))
 
 
+def _wallet_funds_drift(conn: Connection) -> None:
+    """A card whose funds (kept with it) no longer match its wallet's entries."""
+    demo.load_demo_card(conn, HASHER.pan(demo.DEMO_CARD_PAN))  # consistent: a funding journal
+    conn.execute(update(s.cards).values(funds=s.cards.c.funds + 1))
+
+
 def _one_sided_journal(conn: Connection) -> None:
     journal_id = conn.execute(
         insert(s.journal)
@@ -64,6 +72,7 @@ def _one_sided_journal(conn: Connection) -> None:
         _half_done_request,
         _orphan_payment,
         _one_sided_journal,
+        _wallet_funds_drift,
     ],
 )
 def test_assert_invariants_notices(ledger: Engine, corrupt: Callable[[Connection], None]) -> None:

@@ -167,15 +167,42 @@ def test_prebuilt_requests_are_framed_maced_and_spread_like_the_connections() ->
     assert fields["37"] == first.header.rrn and "128" in fields
 
 
-def test_stamps_are_the_expected_send_times_not_the_build_time() -> None:
-    def when(stamp: workload.Stamp) -> datetime:
-        return datetime.strptime(stamp.transmitted, "%m%d%H%M%S")
+def moment(transmitted: str, near: datetime) -> datetime:
+    """DE 7 (MMDDhhmmss, UTC) as the moment nearest to ``near``: DE 7 has no year, so
+    the year is the one that puts it nearest (as the spec's identity rule does)."""
+    found = []
+    for year in (near.year - 1, near.year, near.year + 1):
+        try:
+            found.append(datetime.strptime(f"{year}{transmitted}", "%Y%m%d%H%M%S"))
+        except ValueError:  # 29 February of a common year
+            continue
+    return min((m.replace(tzinfo=UTC) for m in found), key=lambda m: abs(m - near))
 
+
+@pytest.mark.parametrize(
+    ("transmitted", "near", "expected"),
+    [
+        ("1231235959", datetime(2027, 1, 1, 0, 1, tzinfo=UTC), datetime(2026, 12, 31, 23, 59, 59)),
+        ("0101000130", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), datetime(2027, 1, 1, 0, 1, 30)),
+        ("0229120000", datetime(2028, 2, 29, 11, 59, tzinfo=UTC), datetime(2028, 2, 29, 12)),
+        ("0301000000", datetime(2027, 2, 28, 23, 59, tzinfo=UTC), datetime(2027, 3, 1)),
+    ],
+)
+def test_moment_of_de7_across_new_year_and_29_february(
+    transmitted: str, near: datetime, expected: datetime
+) -> None:
+    """The helper below holds where year-1900 parsing failed (no 29 February in 1900;
+    December and January a year apart)."""
+    assert moment(transmitted, near) == expected.replace(tzinfo=UTC)
+
+
+def test_stamps_are_the_expected_send_times_not_the_build_time() -> None:
     stamper = prebuild.Stamper(count=1000, rate=10.0)
+    now = datetime.now(UTC)
     first, last = stamper.stamp(0), stamper.stamp(999)
-    assert 98 <= (when(last) - when(first)).total_seconds() <= 101  # 1000 at 10/s
-    now = datetime.now(UTC).replace(tzinfo=None, year=1900)
-    assert abs((when(first) - now).total_seconds()) < 5
+    when_first, when_last = moment(first.transmitted, now), moment(last.transmitted, now)
+    assert 98 <= (when_last - when_first).total_seconds() <= 101  # 1000 at 10/s
+    assert abs((when_first - now).total_seconds()) < 5
 
 
 # -- sending prebuilt, checking MACs after the window -----------------------------

@@ -14,14 +14,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Connection, Table, func, select
 
 from hsm_sim.crypto.des import encrypt_ecb
 from hsm_sim.crypto.pinblock import make_iso0
 from iso.dialect import decode_message
+from switch.ledger import schema as s
 from tests import client as c
 from tests.client import IsoClient, mac_ok
+from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
 TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
@@ -80,12 +84,65 @@ def test_mac_and_pin_through_the_simulator(tmp_path: Path, hsm_port: int) -> Non
             assert conn.call(c.network("301"))["39"] == "63"
 
 
-def test_hsm_unreachable_gets_96_and_moves_no_money(tmp_path: Path) -> None:
+def _count(conn: Connection, table: Table) -> int:
+    return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def _money(proc: SwitchProcess) -> tuple[Any, ...]:
+    """Payments, journal rows, request rows, UTIL01 1000001's open debts, wallet funds."""
+    engine = proc.engine()
+    try:
+        with engine.connect() as conn:
+            assert_invariants(conn)
+            debts = conn.execute(
+                select(s.debts.c.amount_open)
+                .where(s.debts.c.account == "1000001")
+                .order_by(s.debts.c.id)
+            ).scalars()
+            funds = conn.execute(select(s.cards.c.funds)).scalar_one()
+            counts = [_count(conn, table) for table in (s.payments, s.journal, s.requests)]
+            return (*counts, list(debts), funds)
+    finally:
+        engine.dispose()
+
+
+def test_hsm_unreachable_gets_96_and_moves_no_money(db_url: str, tmp_path: Path) -> None:
+    """Payments that need the HSM (a MAC to verify, an on-us PIN) get 96 and move nothing.
+
+    ATM00001 signs on over the MAC-less ``atm`` channel (no HSM needed), so the
+    payments reach the HSM step instead of stopping at sign-on.
+    """
     extra = (
         '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
         '[hsm]\nurl = "tcp://127.0.0.1:1"\ntimeout = 0.5\n'
     )
-    with SwitchProcess.start(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", extra) as proc:
+    with SwitchProcess.start(tmp_path, db_url, extra) as proc:
         with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
-            assert conn.call(c.network("001"))["39"] == "96"
+            assert conn.call(c.network("001"))["39"] == "96"  # the MAC cannot be checked
+        with IsoClient(proc.ports["atm"]) as plain:
+            c.sign_on(plain)
+        before = _money(proc)
+        assert before[3] == [12345]  # demo account 1000001
+
+        maced = c.payment("1000001", 100)
+        with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
+            response = conn.call(maced)
+        assert (response["39"], response["11"]) == ("96", maced["11"]), response
+        assert "38" not in response and "48" not in response
+
+        on_us = c.payment("1000001", 200)
+        block = encrypt_ecb(TPK, make_iso0("1234", PAN)).hex().upper()
+        on_us.update({"2": PAN, "52": block, "53": "01" + "0" * 14})
+        with IsoClient(proc.ports["atm"]) as plain:
+            response = plain.call(on_us)
+        assert (response["39"], response["11"]) == ("96", on_us["11"]), response
+        assert "38" not in response and "48" not in response
+
+        assert _money(proc) == before  # no payment, journal row, request row, debt or funds
+
+        # Control: a payment needing no HSM moves money, and the check above sees it.
+        with IsoClient(proc.ports["atm"]) as plain:
+            assert plain.call(c.payment("1000001", 300))["39"] == "00"
+        payments, _, _, debts, funds = _money(proc)
+        assert (payments, debts, funds) == (before[0] + 1, [12045], before[4])
         assert "Traceback" not in proc.log_text()
