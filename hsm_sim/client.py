@@ -3,10 +3,13 @@
 A small pool of connections (default 2) is opened on first use and
 re-opened by the next call after one is lost. Every command goes out with a
 header unique among those in flight on its connection, so any number may be
-in flight and answers are matched by header, in whatever order they come.
+in flight and answers are matched by header, in whatever order they come,
+and checked for their command's response code.
 
 Each call has one time limit (default 2 s) covering connection and answer;
-past it the call fails with ``HsmTimeout`` and a late answer is dropped.
+past it the call fails with ``HsmTimeout`` and its connection is dropped
+(the calls still in flight on it fail with ``HsmUnavailable``): its answer
+may still come, and a header is never used again while one may.
 No connection at all gives ``HsmUnavailable``. Error codes come back as the
 interface's typed errors; verification failure (01) is ``False``.
 
@@ -126,13 +129,24 @@ def _timed_out(result: Any, timeout: float) -> Any:
 
 
 class HostConnection(Int16StringReceiver):
-    """One connection to the HSM: requests out with fresh headers, answers matched back."""
+    """One connection to the HSM: requests out with fresh headers, answers matched back.
+
+    A header is in use from its request until its answer. A call that ends
+    without its answer (timed out, cancelled) leaves the connection: the
+    answer may still come, and its header would be free for a later call to
+    take. So the connection is dropped (``drop``) and the stream, whose
+    position is then unknown, is never read again. An answer is its call's
+    only if it carries the call's header and the response code of its
+    command (M8 -> M9); anything else is a protocol error that fails the
+    call and drops the connection.
+    """
 
     def __init__(self, header_length: int, on_lost: Callable[[HostConnection], None]) -> None:
         self._header_length = header_length
         self._on_lost = on_lost
-        self._pending: dict[str, Deferred[str]] = {}
+        self._pending: dict[str, tuple[str, Deferred[str]]] = {}  # header -> (response code, d)
         self._next = 0
+        self._dropped = False
         self.lost: Deferred[None] = Deferred()
 
     @property
@@ -152,34 +166,63 @@ class HostConnection(Int16StringReceiver):
 
     def request(self, command: str) -> tuple[str, Deferred[str]]:
         """The header and the answer (after the header) of ``command``; cancelling the
-        Deferred forgets the request."""
+        Deferred gives the call up, which drops the connection."""
+        if self._dropped:
+            raise HsmUnavailable("connection to the HSM dropped")
         header = self._header()
 
-        def forget(_: Deferred[str]) -> None:
+        def give_up(_: Deferred[str]) -> None:
             self._pending.pop(header, None)
+            self.drop("a call was given up before its answer")
 
-        d: Deferred[str] = Deferred(forget)
-        self._pending[header] = d
+        d: Deferred[str] = Deferred(give_up)
+        self._pending[header] = (response_code(command[:2]), d)
         self.sendString((header + command).encode("latin-1"))
         return header, d
 
     def expire(self, header: str, d: Deferred[str], timeout: float) -> None:
-        """Fail the request ``d`` under ``header`` with ``HsmTimeout`` if it still waits."""
-        if self._pending.get(header) is d:
+        """Fail the request ``d`` under ``header`` with ``HsmTimeout`` if it still waits,
+        and drop the connection: its answer may yet come."""
+        entry = self._pending.get(header)
+        if entry is not None and entry[1] is d:
             del self._pending[header]
+            self.drop(f"no answer within {timeout} s", HsmTimeout)  # first: nothing new here
             d.errback(HsmTimeout(f"no answer from the HSM within {timeout} s"))
 
     def stringReceived(self, frame: bytes) -> None:
+        if self._dropped:
+            return  # frames read with the one that made us drop the connection
         text = frame.decode("latin-1")
-        d = self._pending.pop(text[: self._header_length], None)
-        if d is None:
-            log.warning("HSM answer matches no request in flight (late or unknown)")
+        entry = self._pending.pop(text[: self._header_length], None)
+        if entry is None:
+            self.drop("an answer matches no request in flight")
             return
-        d.callback(text[self._header_length :])
+        expected, d = entry
+        answer = text[self._header_length :]
+        if answer[:2] != expected:
+            self.drop("an answer with the wrong response code")
+            d.errback(HsmBadResponse(f"answer {answer[:2]!r} to a request expecting {expected}"))
+            return
+        d.callback(answer)
+
+    def drop(self, why: str, failure: type[HsmFailure] = HsmUnavailable) -> None:
+        """Leave the pool and close at once; the calls still in flight here fail with
+        ``failure`` (a timeout: they have waited as long, and no answer can come now)."""
+        if self._dropped:
+            return
+        self._dropped = True
+        log.warning("dropping the connection to the HSM", reason=why)
+        self._on_lost(self)
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+        pending, self._pending = self._pending, {}
+        for _, d in pending.values():
+            d.errback(failure(f"connection to the HSM dropped: {why}"))
 
     def connectionLost(self, reason: Any = None) -> None:
+        self._dropped = True
         pending, self._pending = self._pending, {}
-        for d in pending.values():
+        for _, d in pending.values():
             d.errback(HsmUnavailable("connection to the HSM lost"))
         self._on_lost(self)
         self.lost.callback(None)
@@ -532,10 +575,8 @@ def _answer(text: str, command: str, values: Mapping[str, str]) -> Fields:
     code, error = text[:2], text[2:4]
     if len(error) != 2:
         raise HsmBadResponse(f"{command}: answer too short")
-    if error != "00":
+    if error != "00":  # the response code was checked with the header (HostConnection)
         raise error_for(error, f"{command} answered {code}{error}")
-    if code != response_code(command):
-        raise HsmBadResponse(f"{command} answered with {code}")
     try:
         return decode(COMMANDS[command].response, text[4:], values)
     except HsmFailure as exc:

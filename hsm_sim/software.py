@@ -145,14 +145,23 @@ PIN_FORMATS = {
     "47": _PinFormat(pinblock.read_iso3, _make_iso3),
 }
 
+# The formats enabled unless the HSM is told otherwise: ISO 0 and ISO 3, which bind
+# the PIN to the PAN (the formats of the host spec). ISO 1 (05) carries no PAN, so
+# its block fits any card; it is disabled (error 69, as payShield answers a format
+# its security settings disable) and is enabled only explicitly
+# (``HsmCore(pin_formats=...)``, for a partner that still sends it).
+DEFAULT_PIN_FORMATS = frozenset({"01", "47"})
 
-def _pin_format(code: str) -> _PinFormat:
-    """Format 48 (ISO 4) is known but needs an AES key, which a variant LMK cannot hold."""
-    if code in PIN_FORMATS:
-        return PIN_FORMATS[code]
-    if code in pinblock.FORMAT_CODES:
-        raise PinBlockFormatDisabled(f"format {code} needs AES keys (key block LMK)")
-    raise InvalidPinBlockFormat(f"format {code}")
+# PCI PIN Security Requirement 3-3, the translations a PCI-configured HSM allows:
+# from a PAN-bound format (ISO 0, 3, 4) only to a PAN-bound one, never to ISO 1;
+# from ISO 1 to any. The PAN cannot change: CA and CC take one account number.
+PAN_BOUND = frozenset({"01", "47", "48"})
+TRANSLATIONS = {
+    "01": PAN_BOUND,
+    "47": PAN_BOUND,
+    "48": PAN_BOUND,
+    "05": PAN_BOUND | {"05"},
+}
 
 
 MAC_FUNCTIONS: dict[MacAlgorithm, engine.MacFunction] = {
@@ -179,8 +188,15 @@ class HsmCore:
 
     KEY_CACHE = 4096
 
-    def __init__(self, lmk_set: lmk.LmkSet = lmk.TEST_LMK) -> None:
+    def __init__(
+        self,
+        lmk_set: lmk.LmkSet = lmk.TEST_LMK,
+        pin_formats: frozenset[str] = DEFAULT_PIN_FORMATS,
+    ) -> None:
+        if not pin_formats <= PIN_FORMATS.keys():
+            raise ValueError(f"PIN block formats this HSM can read: {sorted(PIN_FORMATS)}")
         self._lmk = lmk_set
+        self._pin_formats = pin_formats
         self._unwrapped: OrderedDict[tuple[str, str], WorkingKey] = OrderedDict()
 
     # ------------------------------------------------------------ keys
@@ -254,9 +270,26 @@ class HsmCore:
 
     # ------------------------------------------------------------ PINs
 
+    def _pin_format(self, code: str) -> _PinFormat:
+        """An enabled format. ISO 1 is disabled unless enabled; ISO 4 (48) always is: it
+        needs an AES key, which a variant LMK cannot hold. An unknown code is error 23."""
+        if code in self._pin_formats:
+            return PIN_FORMATS[code]
+        if code in pinblock.FORMAT_CODES:
+            raise PinBlockFormatDisabled(f"format {code}")
+        raise InvalidPinBlockFormat(f"format {code}")
+
+    def _translation(self, source: str, destination: str) -> _PinFormat:
+        """The destination format, if both are enabled and PCI PIN 3-3 allows the step."""
+        self._pin_format(source)
+        make = self._pin_format(destination)
+        if destination not in TRANSLATIONS[source]:
+            raise PinBlockFormatDisabled(f"format {source} to {destination}")
+        return make
+
     def _pin(self, key: WorkingKey, pin_block: PinBlock, account: str, max_length: int = 12) -> str:
         """The PIN inside a block encrypted under ``key``; never leaves this module."""
-        fmt = _pin_format(pin_block.format_code)
+        fmt = self._pin_format(pin_block.format_code)
         block = bytes.fromhex(pin_block.value)
         if len(block) != des.BLOCK:
             raise InvalidPinBlock("PIN block must be 16 hex")
@@ -278,7 +311,7 @@ class HsmCore:
         account = account_number(pan)
         source_key = self._key(source, PIN_KEYS)
         destination_key = self._key(destination, PIN_DESTINATIONS, DestinationKeyParity)
-        make = _pin_format(destination_format).make
+        make = self._translation(pin_block.format_code, destination_format).make
         pin = self._pin(source_key, pin_block, account, max_pin_length)
         block = destination_key.engine.encrypt_ecb(make(pin, _stand_in_pan(account)))
         return TranslatedPin(PinBlock(block.hex().upper(), destination_format), len(pin))
@@ -411,8 +444,12 @@ def _fired(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[
 class SoftwareHsm:
     """The HSM interface in-process: the default HSM, and the reference in the tests."""
 
-    def __init__(self, lmk_set: lmk.LmkSet = lmk.TEST_LMK) -> None:
-        self.core = HsmCore(lmk_set)
+    def __init__(
+        self,
+        lmk_set: lmk.LmkSet = lmk.TEST_LMK,
+        pin_formats: frozenset[str] = DEFAULT_PIN_FORMATS,
+    ) -> None:
+        self.core = HsmCore(lmk_set, pin_formats)
 
     def translate_pin(
         self,

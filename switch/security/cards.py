@@ -48,7 +48,7 @@ PIN_DATA_ERRORS: dict[str, tuple[type[Decline], str]] = {
     "20": (IncorrectPin, "PIN block not valid"),
     "24": (IncorrectPin, "PIN length out of range"),
     "23": (UnusablePinFormat, "PIN block format unknown"),
-    "69": (UnusablePinFormat, "PIN block format not usable with this key"),
+    "69": (UnusablePinFormat, "PIN block format disabled (ISO 1, or ISO 4 without AES)"),
 }
 
 

@@ -74,7 +74,7 @@ class Reversing(Int16StringReceiver):
 
 
 class AnswersFirst(Int16StringReceiver):
-    """Answers the first request, then nothing: the connection stays open."""
+    """Answers the first request of a connection, then nothing: the connection stays open."""
 
     def __init__(self) -> None:
         self._answered = False
@@ -150,7 +150,9 @@ def test_hsm_client_times_out_calls_on_an_open_connection(
     results = waited(reactor_thread, calls)
     assert [ok for ok, _ in results] == [False] * 20
     assert all(failure.check(HsmTimeout) for _, failure in results)
+    assert reactor_thread.call(lambda: client.connections) == ()  # dropped: answers may come
     for _ in range(2):  # the timer is armed again for calls made after it ran
+        reactor_thread.call(client.diagnostics)  # a new connection's first call is answered
         call = started(reactor_thread, client.diagnostics)
         assert len(reactor.getDelayedCalls()) == 1
         expire(reactor_thread, reactor, TIMEOUT)
