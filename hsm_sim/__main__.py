@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="longest accepted frame"
     )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        help="seconds before each answer: a slow HSM, for tests (default 0)",
+    )
     return parser
 
 
@@ -57,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     from twisted.internet.error import CannotListenError
 
     lmk_set = _load_lmk(args.lmk)
-    factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame)
+    factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame, args.delay)
     try:
         port = listen(reactor, factory, args.host, args.port)
     except CannotListenError as exc:
@@ -77,8 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.header_length < 0 or args.max_frame < 1:
-            raise UsageError("--header-length must be 0 or more, --max-frame 1 or more")
+        if args.header_length < 0 or args.max_frame < 1 or args.delay < 0:
+            raise UsageError("--header-length and --delay must be 0 or more, --max-frame 1 or more")
         return _serve(args)
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
