@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import CannotListenError
 
 from channels import metrics
@@ -68,10 +68,29 @@ class Channel:
     def stop_listening(self) -> Deferred:
         return self._port.stopListening() if self._port else succeed(None)
 
-    def close_connections(self) -> None:
-        """Close every connection after its pending writes are flushed."""
-        for conn in list(self.factory.connections):
-            conn.transport.loseConnection()
+    def drain(self, timeout: float) -> Deferred:
+        """Stop: every connection answers what it has in flight, then closes.
+
+        Fires when all are closed; connections still open after ``timeout``
+        seconds (an HSM or database that does not answer, a peer that does not
+        read) are aborted then. Call after ``stop_listening``.
+        """
+        connections = list(self.factory.connections)
+        done = DeferredList([conn.drain() for conn in connections])
+        late = self._reactor.callLater(timeout, self._abort, connections)
+        done.addBoth(lambda result: late.active() and late.cancel())
+        return done
+
+    def _abort(self, connections: list[IsoConnection]) -> None:
+        left = [conn for conn in connections if conn in self.factory.connections]
+        log.error(
+            "stop timed out: connections closed with requests in flight",
+            channel=self.settings.name,
+            connections=len(left),
+            requests=sum(conn.in_flight for conn in left),
+        )
+        for conn in left:
+            conn.abort()
 
 
 def reuseport_socket(host: str, port: int, listen: bool) -> socket.socket:

@@ -37,6 +37,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="longest accepted frame"
     )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        help="seconds before each answer: a slow HSM, for tests (default 0)",
+    )
     return parser
 
 
@@ -61,7 +67,7 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
     from twisted.internet.error import CannotListenError
 
     lmk_set = _load_lmk(args.lmk)
-    factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame)
+    factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame, args.delay)
     try:
         port = listen(reactor, factory, args.host, args.port)
     except CannotListenError as exc:
@@ -69,17 +75,22 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     check = lmk.lmk_check_value(lmk_set)[:6]
-    _say(prog, f"listening {args.host}:{port.getHost().port} (LMK {check}; Ctrl-C stops)")
-    # After the listening line: scripts read that one first.
-    if args.lmk is None:
+    # Said once the reactor's signal handlers are in place: a SIGTERM from whoever
+    # waited for the line stops the simulator cleanly.
+    reactor.callWhenRunning(_listening, prog, f"{args.host}:{port.getHost().port}", check, args.lmk)
+    reactor.run()
+    _say(prog, "stopped")
+    return 0
+
+
+def _listening(prog: str, where: str, check: str, lmk_file: Path | None) -> None:
+    _say(prog, f"listening {where} (LMK {check}; Ctrl-C stops)")
+    if lmk_file is None:  # after the listening line: scripts read that one first
         _say(
             prog,
             f"WARNING: running the public payShield test LMK (check value {check});"
             " give --lmk FILE for anything but tests",
         )
-    reactor.run()
-    _say(prog, "stopped")
-    return 0
 
 
 def _say(prog: str, line: str) -> None:
@@ -89,8 +100,8 @@ def _say(prog: str, line: str) -> None:
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.header_length < 0 or args.max_frame < 1:
-            raise UsageError("--header-length must be 0 or more, --max-frame 1 or more")
+        if args.header_length < 0 or args.max_frame < 1 or args.delay < 0:
+            raise UsageError("--header-length and --delay must be 0 or more, --max-frame 1 or more")
         return _serve(args, prog)
     except UsageError as exc:
         _say(prog, str(exc))

@@ -1,8 +1,9 @@
 """The simulator's TCP side: 2-byte length frames, an echoed header, one answer per command.
 
 Commands are answered at once, in the order they arrive (the work is
-microseconds), so any number may be in flight on a connection; the header
-lets the client match answers. A frame whose length exceeds ``max_frame``
+microseconds), or each after ``delay`` seconds (a slow HSM, for tests), so
+any number may be in flight on a connection; the header lets the client
+match answers. A frame whose length exceeds ``max_frame``
 means the stream cannot be trusted, so that connection (only that one) is
 closed; anything else a peer sends gets an error response from ``dispatch``.
 """
@@ -44,7 +45,12 @@ class HostCommandConnection(Int16StringReceiver):
             # No header to echo means no answer the client could match: drop it.
             log.warning("frame shorter than the header ignored", length=len(frame))
             return
-        self.sendString(dispatch(self._factory.core, frame[:header_length], frame[header_length:]))
+        answer = dispatch(self._factory.core, frame[:header_length], frame[header_length:])
+        if self._factory.delay:
+            log.info("answer delayed", seconds=self._factory.delay)
+            self._factory.later(self.sendString, answer)
+        else:
+            self.sendString(answer)
 
     def lengthLimitExceeded(self, length: int) -> None:
         log.warning("closing connection: frame too long", length=length)
@@ -59,11 +65,22 @@ class HsmServerFactory(protocol.ServerFactory):
         core: HsmCore,
         header_length: int = DEFAULT_HEADER_LENGTH,
         max_frame: int = DEFAULT_MAX_FRAME,
+        delay: float = 0.0,
+        clock: Any = None,
     ) -> None:
         self.core = core
         self.header_length = header_length
         self.max_frame = max_frame
+        self.delay = delay  # seconds before each answer (a slow HSM, for tests of timeouts)
+        self.clock = clock  # None: the global reactor, looked up only when there is a delay
         self.connections: set[HostCommandConnection] = set()
+
+    def later(self, function: Any, *args: Any) -> None:
+        """Call ``function`` after ``delay`` seconds."""
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        clock.callLater(self.delay, function, *args)
 
     def buildProtocol(self, addr: Any) -> HostCommandConnection:
         return HostCommandConnection(self)

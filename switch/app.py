@@ -2,8 +2,10 @@
 
 ``SwitchApp.prepare`` runs before the reactor (schema, demo data, caches);
 ``start`` listens; ``stop`` (a reactor "before shutdown" trigger) stops
-listening, lets the ledger writer commit everything already queued, then
-closes connections, so Ctrl-C never leaves a half-written transaction.
+listening and taking requests, answers every request in flight (the writer
+commits what is queued, the HSM MACs the answers), closes the connections
+(within ``stop_timeout``), then stops the writer, so Ctrl-C never leaves a
+half-written transaction nor a committed one unanswered.
 """
 
 from __future__ import annotations
@@ -240,16 +242,18 @@ class SwitchApp:
 
     @inlineCallbacks
     def stop(self):  # type: ignore[no-untyped-def]
-        log.info("stopping: no new connections, draining the ledger queue")
+        log.info("stopping: no new connections or requests, answering those in flight")
         for loop in (self._refresh, self._key_watch):
             if loop.running:
                 loop.stop()
         if self._cutover_call.active():
             self._cutover_call.cancel()
         yield DeferredList([c.stop_listening() for c in self.channels])
+        # Answer every request in flight (its commit, then its MAC from the HSM) before
+        # closing; only then is the writer stopped (nothing is left to queue).
+        timeout = self.settings.stop_timeout
+        yield DeferredList([c.drain(timeout) for c in self.channels])
         yield deferToThread(self.writer.stop)
-        for channel in self.channels:
-            channel.close_connections()
         self.reads.stop()
         self.engine.dispose()
         if isinstance(self.hsm, PayShieldClient):

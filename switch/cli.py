@@ -237,6 +237,8 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
         supervisor.stop()
         print(f"billswitch: a worker did not start: {exc}", file=sys.stderr)
         return 2
+    if bound is None:  # SIGTERM or SIGINT while the workers started
+        return supervisor.stop()
     for index, worker_ports in enumerate(bound):
         if "metrics" in worker_ports:
             ports["metrics" if index == 0 else f"metrics.{index}"] = worker_ports["metrics"]

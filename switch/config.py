@@ -75,6 +75,7 @@ class Settings:
     sign_on_cache: float = 5.0  # seconds a node trusts its memory of a terminal's sign-on
     gil_switch_interval: float = 0.0005  # seconds; see docs/benchmarks.md
     reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
+    stop_timeout: float = 15.0  # seconds a stop waits for answers in flight before closing
     demo_data: bool = True
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     hsm: HsmSettings = field(default_factory=HsmSettings)

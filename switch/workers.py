@@ -5,7 +5,8 @@ process tops out at about one core. With ``workers = N`` the ``billswitch
 run`` process becomes a small supervisor: it migrates the database and loads
 the demo data once, reserves each channel's port, starts N workers (each a
 full node: its own reactor, ledger writer, read pool and HSM connections)
-and restarts a worker that dies. Every worker listens on the same ports with
+and restarts a worker that dies, backing off and finally giving up (exit 1)
+if it keeps dying (``Supervisor``). Every worker listens on the same ports with
 ``SO_REUSEPORT``, so the kernel spreads new connections over them; a
 connection stays with the worker that accepted it (sign-on, in-flight
 requests). Everything the workers must agree on is in the database, exactly
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import structlog
@@ -36,8 +38,12 @@ from channels.listener import reuseport_socket
 log = structlog.get_logger(__name__)
 
 READY_TIMEOUT = 60.0  # seconds a worker may take to start (migrations are done already)
-STOP_TIMEOUT = 60.0  # seconds a worker may take to drain its ledger queue on stop
-RESTART_DELAY = 1.0  # seconds before a dead worker is started again
+STOP_TIMEOUT = 60.0  # seconds a worker may take to stop (answers in flight, ledger queue)
+RESTART_DELAY = 1.0  # seconds before the first restart; doubled after each fast failure
+RESTART_DELAY_MAX = 30.0  # the longest wait between restarts
+STABLE_AFTER = 60.0  # seconds up after which a worker's failure is not "fast" (count restarts)
+GIVE_UP_AFTER = 5  # fast failures in a row of one worker: stop every worker, exit 1
+TICK = 0.2  # seconds between looks at the workers (and at a stop signal)
 
 
 class WorkerStartError(Exception):
@@ -53,94 +59,197 @@ def reserve_ports(channels: Sequence[tuple[str, str, int]]) -> dict[str, socket.
     return {name: reuseport_socket(host, port, listen=False) for name, host, port in channels}
 
 
+@dataclass
+class _Worker:
+    """One worker slot: its process, and its ready pipe while it starts."""
+
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    ready: IO[bytes] | None = None  # open until the worker reports its ports (or dies)
+    ports: dict[str, int] | None = None
+    spawned_at: float = 0.0
+    failures: int = 0  # fast failures in a row
+    restart_at: float | None = None
+
+
 class Supervisor:
-    """Starts, watches and stops the worker processes."""
+    """Starts, watches and stops the worker processes.
+
+    One loop, never blocked for more than ``TICK``: it reads the ready pipes
+    of starting workers, notices deaths and a stop signal, and restarts dead
+    workers when their backoff has passed. A worker failing fast (dying, or
+    not starting, within ``STABLE_AFTER`` of its start) waits twice as long
+    as before to be started again (1, 2, 4 ... up to 30 s); at the
+    ``GIVE_UP_AFTER``-th fast failure in a row the supervisor stops every
+    worker and exits 1, so that systemd (or the operator) sees a switch that
+    cannot run instead of a restart loop.
+    """
 
     def __init__(self, argv: Sequence[str], count: int) -> None:
         self._argv = list(argv)
-        self._count = count
-        self._workers: dict[int, subprocess.Popen[bytes]] = {}
+        self._workers = [_Worker(index) for index in range(count)]
         self._stopping = False
+        self._gave_up = False
 
-    def start(self) -> list[dict[str, int]]:
-        """Start every worker; returns each one's bound ports once all listen."""
-        ports = []
-        for index in range(self._count):
-            self._workers[index], bound = self._spawn(index)
-            ports.append(bound)
-        return ports
+    def start(self) -> list[dict[str, int]] | None:
+        """Start every worker at once; each one's bound ports once all listen.
+
+        None if SIGTERM/SIGINT came first (call ``stop``); WorkerStartError if
+        one exits or stays silent (a configuration that cannot run: no retries).
+        """
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        for worker in self._workers:
+            self._spawn(worker)
+        while not self._stopping:
+            failed = self._poll()
+            if failed:
+                worker, why = failed[0]
+                raise WorkerStartError(f"worker {worker.index} {why}")
+            if all(w.ports is not None for w in self._workers):
+                return [w.ports for w in self._workers if w.ports is not None]
+        return None
 
     def run(self) -> int:
         """Watch until SIGTERM/SIGINT; restart workers that die; then stop them all."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
         while not self._stopping:
-            for index, proc in list(self._workers.items()):
-                code = proc.poll()
-                if code is not None and not self._stopping:
-                    log.error("worker died; starting it again", worker=index, exit_code=code)
-                    time.sleep(RESTART_DELAY)
-                    self._respawn(index)
-            time.sleep(0.2)
+            for worker, why in self._poll():
+                self._failed(worker, why)
+            if self._gave_up:
+                break
+            self._restart_due()
         return self.stop()
 
     def stop(self) -> int:
-        """Ask every worker to stop (each drains its ledger queue) and wait for them."""
+        """Ask every worker to stop (each answers what it has in flight) and wait for them.
+
+        The exit status: 1 if the supervisor gave up on a failing worker, else
+        the first positive exit status of a worker, else 0.
+        """
         self._stopping = True
-        for proc in self._workers.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        for worker in self._workers:
+            self._close_ready(worker)
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGTERM)
         worst = 0
         deadline = time.monotonic() + STOP_TIMEOUT
-        for index, proc in self._workers.items():
+        for worker in self._workers:
+            if worker.proc is None:
+                continue
             try:
-                code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                code = worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error("worker did not stop in time; killed", worker=index)
-                proc.kill()
-                code = proc.wait()
+                log.error("worker did not stop in time; killed", worker=worker.index)
+                worker.proc.kill()
+                code = worker.proc.wait()
             worst = worst or (code if code and code > 0 else 0)
-        return worst
+        return 1 if self._gave_up else worst
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stopping = True
 
-    def _respawn(self, index: int) -> None:
-        try:
-            self._workers[index], _ = self._spawn(index)
-        except WorkerStartError as exc:
-            log.error("worker restart failed", worker=index, error=str(exc))
+    # -- the loop ------------------------------------------------------------
 
-    def _spawn(self, index: int) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    def _poll(self) -> list[tuple[_Worker, str]]:
+        """Wait up to TICK for news; the workers that failed since, each with why."""
+        starting = {w.ready: w for w in self._workers if w.ready is not None}
+        if starting:
+            readable, _, _ = select.select(list(starting), [], [], TICK)
+        else:
+            readable = []
+            time.sleep(TICK)
+        failed = []
+        for pipe in readable:
+            why = self._ready(starting[pipe])
+            if why:
+                failed.append((starting[pipe], why))
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.proc is None or any(w is worker for w, _ in failed):
+                continue
+            if worker.ready is not None and now - worker.spawned_at > READY_TIMEOUT:
+                failed.append((worker, f"did not start within {READY_TIMEOUT:.0f} s"))
+            elif worker.ready is None and (code := worker.proc.poll()) is not None:
+                failed.append((worker, f"exited with status {code}"))
+        return failed
+
+    def _ready(self, worker: _Worker) -> str | None:
+        """Read a starting worker's ready line: None if it listens, else why not."""
+        assert worker.ready is not None and worker.proc is not None
+        line = worker.ready.readline()
+        self._close_ready(worker)
+        if not line:  # the pipe closed: the worker is exiting (reaped by _failed)
+            code = worker.proc.poll()
+            return "exited before it was listening" + (f" (status {code})" if code else "")
+        worker.ports = {str(k): int(v) for k, v in json.loads(line).items()}
+        if worker.failures:
+            log.info("worker started again", worker=worker.index)
+        return None
+
+    def _failed(self, worker: _Worker, why: str) -> None:
+        """Reap a failed worker; schedule its restart after its backoff, or give up."""
+        self._reap(worker)
+        now = time.monotonic()
+        fast = now - worker.spawned_at < STABLE_AFTER
+        worker.failures = worker.failures + 1 if fast else 1
+        if worker.failures >= GIVE_UP_AFTER:
+            log.error(
+                "worker keeps failing; giving up: stopping every worker",
+                worker=worker.index,
+                failures=worker.failures,
+                error=why,
+            )
+            self._gave_up = True
+            return
+        delay = min(RESTART_DELAY * 2 ** (worker.failures - 1), RESTART_DELAY_MAX)
+        log.error(
+            "worker died; starting it again",
+            worker=worker.index,
+            error=why,
+            failures=worker.failures,
+            delay=delay,
+        )
+        worker.restart_at = now + delay
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.restart_at is not None and now >= worker.restart_at:
+                worker.restart_at = None
+                self._spawn(worker)
+
+    # -- one worker ----------------------------------------------------------
+
+    def _spawn(self, worker: _Worker) -> None:
+        """Start the worker's process; it reports on its ready pipe (read by ``_poll``)."""
         read_fd, write_fd = os.pipe()
-        argv = [*self._argv, "--worker", f"{index}:{write_fd}"]
+        argv = [*self._argv, "--worker", f"{worker.index}:{write_fd}"]
         try:
             # A session of its own: Ctrl-C reaches only the supervisor, which stops each
             # worker once, with SIGTERM.
-            proc = subprocess.Popen(argv, pass_fds=(write_fd,), start_new_session=True)
+            worker.proc = subprocess.Popen(argv, pass_fds=(write_fd,), start_new_session=True)
+        except OSError:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as ready:
-            try:
-                bound = _read_ready(ready, proc)
-            except WorkerStartError:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                raise
-        return proc, bound
+        worker.ready = os.fdopen(read_fd, "rb")
+        worker.ports = None
+        worker.spawned_at = time.monotonic()
 
+    def _reap(self, worker: _Worker) -> None:
+        self._close_ready(worker)
+        if worker.proc is not None:
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+            worker.proc.wait()
+        worker.proc = None
 
-def _read_ready(pipe: IO[bytes], proc: subprocess.Popen[bytes]) -> dict[str, int]:
-    """The worker's ready line (its ports as JSON), or WorkerStartError."""
-    readable, _, _ = select.select([pipe], [], [], READY_TIMEOUT)
-    line = pipe.readline() if readable else b""
-    if not line:
-        code = proc.poll()
-        raise WorkerStartError(
-            f"worker exited with status {code}" if code is not None else "worker did not start"
-        )
-    return {str(k): int(v) for k, v in json.loads(line).items()}
+    @staticmethod
+    def _close_ready(worker: _Worker) -> None:
+        if worker.ready is not None:
+            worker.ready.close()
+            worker.ready = None
 
 
 def report_ready(fd: int, ports: dict[str, int]) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine
 
 from tests.client import IsoClient
 
-CONFIG = """{settings}
+CONFIG = """{top}
 metrics_port = 0
 log_level = "info"
 [channels.atm]
@@ -48,12 +48,12 @@ class SwitchProcess:
         db_url: str,
         extra_config: str = "",
         args: Sequence[str] = (),
-        settings: str = "",
+        top_config: str = "",
     ) -> Iterator[SwitchProcess]:
-        """``extra_config`` goes after the channel tables (more tables); ``settings`` before
-        them (top-level keys such as ``reference_refresh``)."""
+        """``extra_config`` goes after the channel tables; ``top_config`` (top-level
+        settings, which TOML allows only before any table) before them."""
         config = home / "billswitch.toml"
-        config.write_text(CONFIG.format(extra=extra_config, settings=settings))
+        config.write_text(CONFIG.format(extra=extra_config, top=top_config))
         log_path = home / "switch.log"
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         with open(log_path, "wb") as log:

@@ -41,7 +41,7 @@ def switch(
 ) -> Iterator[SwitchProcess]:
     home = tmp_path_factory.mktemp("repeats")
     for url in backend_url(request.param, home):
-        with started(home, url, EXTRA, settings=SETTINGS) as proc:
+        with started(home, url, EXTRA, top_config=SETTINGS) as proc:
             sign_on_all(proc)
             yield proc
 
