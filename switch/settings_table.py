@@ -125,6 +125,11 @@ RULES: dict[str, Rule] = {
         "0-86400, more than 0",
         between(0, 86400, above=True),
     ),
+    "stop_timeout": Rule(
+        f"{SECONDS} a stop waits for answers in flight before closing connections",
+        "0-3600, more than 0",
+        between(0, 3600, above=True),
+    ),
     "demo_data": Rule("load the demo data into an empty database", "true, false"),
     "ledger.batch_max": Rule("orders per group commit", "1-10000", between(1, 10000)),
     "ledger.queue_max": Rule(

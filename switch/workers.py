@@ -34,6 +34,7 @@ import structlog
 from twisted.internet.task import LoopingCall
 
 from channels.listener import reuseport_socket
+from switch import systemd
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +128,7 @@ class Supervisor:
         the first positive exit status of a worker, else 0.
         """
         self._stopping = True
+        systemd.notify("STOPPING=1")
         for worker in self._workers:
             self._close_ready(worker)
             if worker.proc is not None and worker.proc.poll() is None:

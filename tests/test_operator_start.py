@@ -1,4 +1,5 @@
-"""A bad setting stops the start at once with one line naming it, holding no port (issue 10)."""
+"""Starting and running the switch as an operator would (issue 10): bad settings stop the start
+at once with one line naming them, holding no port; JSON logs; health; systemd."""
 
 from __future__ import annotations
 
@@ -282,3 +283,39 @@ def test_readyz_names_an_hsm_that_does_not_answer(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
         silent.close()
+
+
+def test_supervisor_tells_systemd_ready_and_stopping(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(120)
+    ports = [_free_port() for _ in range(5)]
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f"metrics_port = {ports[3]}\n"
+        + "".join(
+            f"[channels.{n}]\nport = {p}\n"
+            for n, p in zip(("atm", "pos", "host"), ports[:3], strict=True)
+        )
+    )
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+         "--config", str(config), "--workers", "2"],
+        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        assert notify.recv(100) == b"READY=1"  # from the supervisor only, once
+        proc.send_signal(signal.SIGTERM)
+        assert notify.recv(100) == b"STOPPING=1"
+        assert proc.wait(timeout=120) == 0
+        notify.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            notify.recv(100)  # the workers said nothing of their own
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
