@@ -3,7 +3,9 @@
 Every order first claims its request key (``requests`` is unique on acquirer,
 terminal, STAN, transmission time and MTI), so a retransmission finds the
 stored response and a different message under the same key gets 94, on any
-number of switch nodes. Then the orders apply their effects: payments
+number of switch nodes; what moved money, or a reversal of an original never
+seen, also claims its transaction identity (identity.py), so a payment, its
+advice and its reversal meet on one row. Then the orders apply their effects: payments
 together (a handful of statements for the whole batch, which is what makes
 group commit pay off), other orders one by one. Declines are decided before
 anything is written, so a declined order leaves only its request row.
@@ -66,7 +68,8 @@ _TAKEN = select(*(_r[name] for name in _KEY_COLUMNS)).where(
 
 
 class ConcurrentRequest(Exception):
-    """Another node recorded one of this batch's request keys first; retry order by order."""
+    """Another transaction recorded one of this batch's request keys or transaction
+    identities first (or the batch did not look them up): retry with the look-up."""
 
 
 def record_batch(

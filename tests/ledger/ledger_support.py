@@ -358,6 +358,12 @@ def assert_invariants(conn: Connection) -> None:
         fee_back = kinds.get((payment_id, "fee_reversal"), [])
         assert fee_back == ([fee] if fee and reversed_amount == amount else [])
 
+    # Every payment has its transaction identity; a tombstone has no payment (identity.py).
+    t = s.transactions.c
+    paid = conn.execute(select(t.payment_id).where(t.state == "paid")).scalars().all()
+    assert sorted(paid) == sorted(row.id for row in payments)
+    assert count(conn, s.transactions, t.state == "reversed_first", t.payment_id.is_not(None)) == 0
+
     # The balances are derived from the entries and the ledger as a whole balances.
     balances = queries.balances(conn)
     assert sum(balances.values()) == 0
