@@ -327,3 +327,30 @@ def test_payment_committed_while_its_advice_is_in_flight_on_another_node(
     with ledger.connect() as conn:
         assert count(conn, s.payments) == 1
         assert_invariants(conn)
+
+
+# ---------------------------------------------------------------- the hot path
+
+
+def _statements(ledger: Engine, orders: list) -> list[str]:  # type: ignore[type-arg]
+    seen: list[str] = []
+
+    def _count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(ledger, "before_cursor_execute", _count)
+    try:
+        recorded = _batch(ledger, orders, look_up=False)
+    finally:
+        event.remove(ledger, "before_cursor_execute", _count)
+    assert {r.code for r in recorded} == {"00"}
+    return seen
+
+
+def test_identities_cost_one_statement_per_batch_of_payments(ledger: Engine) -> None:
+    """The approved-payment path gains one multi-row insert per batch, whatever its size."""
+    few = _statements(ledger, [payment(_util(ledger), "1000002", 10) for _ in range(2)])
+    many = _statements(ledger, [payment(_util(ledger), "1000002", 10) for _ in range(40)])
+    assert len(few) == len(many)
+    assert sum(x.startswith("INSERT INTO transactions") for x in many) == 1
+    assert not any(x.startswith("SELECT") and "transactions" in x for x in many)
