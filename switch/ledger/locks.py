@@ -6,7 +6,7 @@ then reversals lock the originals, the debts they reopen and the wallets they
 refund. Two batches doing that in different orders deadlock, and PostgreSQL
 only notices after ``deadlock_timeout`` (1 s), then fails one batch, which is
 retried. So each batch first locks everything it may touch, table by table
-(original payments, debts, wallets), each in key order; the stages' own
+(the originals' transactions rows, debts, wallets), each in key order; the stages' own
 ``FOR UPDATE`` then find the locks already held. Wallets are the last table, so
 a batch whose reversals refill none leaves them to the payment stage's funds
 read, which locks them in the same order (one statement less per batch).
@@ -38,7 +38,7 @@ def lock_in_order(conn: Connection, orders: Sequence[Order]) -> None:
         return
     payments = [o for o in orders if isinstance(o, PaymentOrder)]
     reversals = [o for o in orders if isinstance(o, ReversalOrder)]
-    originals = original_payments(conn, [r.original for r in reversals])  # locked by id
+    originals = original_payments(conn, [r.original for r in reversals])  # locked in key order
     accounts = {o.account_key for o in payments if o.biller is not None}
     _lock_debts(conn, accounts, allocated_debts(conn, {p.id for p in originals.values()}))
     refilled = {p.debit_account for p in originals.values() if acc.is_wallet(p.debit_account)}

@@ -24,12 +24,23 @@ class RequestKey:
     mti: str
 
 
+# What a financial transaction's identity holds (``transactions.state``, identity.py).
+PAID = "paid"  # an approved 0200 or 0220 created its payment
+REVERSED_FIRST = "reversed_first"  # a reversal came for it before any payment: a tombstone
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What an order decided: a response code and facts for the response."""
+    """What an order decided: a response code and facts for the response.
+
+    ``claim`` is the state this outcome records under its transaction's identity
+    (``PAID``, ``REVERSED_FIRST``), if it records one: the database's uniqueness of
+    that identity is what decides a race between a payment and its reversal.
+    """
 
     code: str
     facts: dict[str, Any] = field(default_factory=dict)
+    claim: str | None = None
 
 
 @dataclass(frozen=True)

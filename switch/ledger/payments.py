@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, func, select, tuple_
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
-from switch.ledger.orders import BatchOrder, Order, Outcome
+from switch.ledger.orders import PAID, BatchOrder, Order, Outcome
 from switch.ledger.reference import Biller
 from switch.ledger.sql import (
     bind,
@@ -197,7 +197,7 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
         "due": due - sum(a for _, a in paid),
         "auth_code": f"{secrets.randbelow(1_000_000):06d}",
     }
-    return Outcome("00", facts)
+    return Outcome("00", facts, claim=PAID)
 
 
 def _write(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime) -> None:

@@ -3,7 +3,9 @@
 Every order first claims its request key (``requests`` is unique on acquirer,
 terminal, STAN, transmission time and MTI), so a retransmission finds the
 stored response and a different message under the same key gets 94, on any
-number of switch nodes. Then the orders apply their effects: payments
+number of switch nodes; what moved money, or a reversal of an original never
+seen, also claims its transaction identity (identity.py), so a payment, its
+advice and its reversal meet on one row. Then the orders apply their effects: payments
 together (a handful of statements for the whole batch, which is what makes
 group commit pay off), other orders one by one. Declines are decided before
 anything is written, so a declined order leaves only its request row.
@@ -17,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select
 
+from switch.ledger import identity
 from switch.ledger import schema as s
 from switch.ledger.locks import lock_in_order
 from switch.ledger.orders import (
@@ -65,7 +68,8 @@ _TAKEN = select(*(_r[name] for name in _KEY_COLUMNS)).where(
 
 
 class ConcurrentRequest(Exception):
-    """Another node recorded one of this batch's request keys first; retry order by order."""
+    """Another transaction recorded one of this batch's request keys or transaction
+    identities first (or the batch did not look them up): retry with the look-up."""
 
 
 def record_batch(
@@ -73,14 +77,16 @@ def record_batch(
 ) -> list[Recorded]:
     """Apply the orders whose key is new, store their request rows, answer the rest.
 
-    Request rows go in with their responses, one statement per stage. If
-    another node inserted one of those keys meanwhile, the unique key makes
-    this batch fail (ConcurrentRequest) and nothing of it is kept; retried,
-    the order finds the other node's row and answers from it.
+    Request rows go in with their responses, one statement per stage, and so do
+    the transaction identities the stage claimed (identity.py). If another node
+    inserted one of those keys or identities meanwhile, this batch fails
+    (ConcurrentRequest) and nothing of it is kept; retried, the order finds the
+    other node's row and answers from it.
 
     With ``look_up=False`` the keys are not looked up first: a key that exists
-    (a retransmission) fails the batch the same way, to be retried with the
-    look-up. Retransmissions are rare; the look-up would cost every batch.
+    (a retransmission) or an identity that does (a payment reversed first, an
+    advice of an approved payment) fails the batch the same way, to be retried
+    with the look-up. These are rare; the look-up would cost every batch.
     """
     taken = _taken(conn, orders) if look_up else set()
     first: dict[RequestKey, int] = {}
@@ -90,17 +96,43 @@ def record_batch(
     results: list[Recorded | None] = [None] * len(orders)
     lock_in_order(conn, [orders[i] for i in new])
     at = bind(conn, s.requests.c.created_at)(now)
+    known = identity.look_up(conn, [orders[i] for i in new]) if look_up else {}
     for stage in _stages(conn, orders, new):
-        rows = []
-        for i, outcome in zip(stage, _apply_stage(conn, orders, stage, now), strict=True):
-            response = orders[i].respond(outcome)
-            results[i] = Recorded(outcome.code, response)
-            rows.append(_request_row(orders[i], outcome, response, at))
-        _insert_requests(conn, rows)
+        for part in identity.parts(orders, stage):
+            rows = []
+            claims: dict[identity.Identity, identity.Known] = {}
+            for i, outcome in zip(
+                part, _settle_or_apply(conn, orders, part, now, known), strict=True
+            ):
+                response = orders[i].respond(outcome)
+                results[i] = Recorded(outcome.code, response)
+                rows.append(_request_row(orders[i], outcome, response, at))
+                claim = identity.claimed(orders[i], outcome)
+                if claim is not None:
+                    claims[claim[0]] = claim[1]
+            _insert_requests(conn, rows)
+            if claims and not identity.insert(conn, claims, at):
+                raise ConcurrentRequest("a transaction of this batch was recorded elsewhere")
+            known.update(claims)
     return [
         res if res is not None else _earlier(conn, o)
         for res, o in zip(results, orders, strict=True)
     ]
+
+
+def _settle_or_apply(
+    conn: Connection,
+    orders: Sequence[Order],
+    part: list[int],
+    now: datetime,
+    known: dict[identity.Identity, identity.Known],
+) -> list[Outcome]:
+    """Orders whose transaction identity already holds something are answered from it
+    (identity.settle, nothing moves); the others are applied."""
+    settled = {i: identity.settle(orders[i], known) for i in part}
+    rest = [i for i in part if settled[i] is None]
+    applied = dict(zip(rest, _apply_stage(conn, orders, rest, now), strict=True)) if rest else {}
+    return [settled[i] or applied[i] for i in part]
 
 
 def _taken(conn: Connection, orders: Sequence[Order]) -> set[RequestKey]:
@@ -147,7 +179,8 @@ def _request_row(
         order.request_hash,
         outcome.code,
         _JSON.encode(response),
-        outcome.facts.get("payment_id"),
+        # the payment this request created (an acknowledged advice refers to another's)
+        None if outcome.facts.get("acknowledged") else outcome.facts.get("payment_id"),
         at,
     )
 

@@ -1,9 +1,15 @@
 """Reversals (0400) and reversal advices (0420) of an earlier payment, full or partial.
 
 Like payments, a batch of reversals costs a fixed handful of statements: one
-locking read of the original payments, one read of their allocations, then
-bulk updates and postings. Several reversals of one payment in a batch are
-applied in order, in memory.
+locking read of the originals' identities (``transactions``) with their payments,
+one read of their allocations, then bulk updates and postings. Several reversals
+of one payment in a batch are applied in order, in memory.
+
+A reversal names its original fully: DE 4 (and DE 49 when sent) must be the
+original's amount and currency, and DE 95 cannot keep more than it; otherwise 13
+and nothing moves. A reversal of an original never seen leaves a tombstone
+(``REVERSED_FIRST``) under the original's identity, so that the original, should
+it arrive later on any node, is declined (identity.py).
 """
 
 from __future__ import annotations
@@ -17,11 +23,9 @@ from sqlalchemy import Connection, bindparam, select
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
-from switch.ledger.orders import BatchOrder, Order, Outcome, RequestKey
+from switch.ledger.orders import REVERSED_FIRST, BatchOrder, Order, Outcome, RequestKey
 from switch.ledger.payments import spend_wallets
 from switch.ledger.sql import update_rows
-
-ORIGINAL_MTIS = ("0200", "0220")
 
 
 @dataclass
@@ -34,22 +38,31 @@ class ReversalOrder(BatchOrder):
     original: RequestKey
     kept: int
     advice: bool
+    amount: int | None = None  # DE 4: the original's amount (None: not compared)
+    currency: str | None = None  # DE 49, when sent
 
     @classmethod
     def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
         reversals: list[ReversalOrder] = list(orders)  # type: ignore[arg-type]
-        payments = original_payments(conn, [r.original for r in reversals])
+        payments, tombstones = originals(conn, [r.original for r in reversals])
         allocations = _allocations(conn, {p.id for p in payments.values()})
         work = _Work()
-        outcomes = [r._decide(payments, allocations, work) for r in reversals]
+        outcomes = [r._decide(payments, tombstones, allocations, work) for r in reversals]
         work.write(conn, now)
         return outcomes
 
-    def _decide(self, payments: dict, allocations: dict, work: _Work) -> Outcome:
-        payment = payments.get(original_key(self.original))
-        if payment is None:
-            return Outcome("00" if self.advice else "25")
-        target = payment.amount - min(max(self.kept, 0), payment.amount)
+    def _decide(
+        self, payments: dict, tombstones: set[tuple], allocations: dict, work: _Work
+    ) -> Outcome:
+        key = original_key(self.original)
+        payment = payments.get(key)
+        if payment is None:  # the first reversal of an unseen original leaves the tombstone
+            claim = None if key in tombstones else REVERSED_FIRST
+            tombstones.add(key)
+            return Outcome("00" if self.advice else "25", claim=claim)
+        if not self._names(payment):
+            return Outcome("13")
+        target = payment.amount - max(self.kept, 0)
         delta = target - payment.reversed_amount
         if delta > 0:
             _restore(payment, allocations.get(payment.id, []), target, work)
@@ -65,6 +78,15 @@ class ReversalOrder(BatchOrder):
             payment.reversed_amount = target
             work.reversed[payment.id] = target
         return Outcome("00", {"payment_id": payment.id})
+
+    def _names(self, payment: _Payment) -> bool:
+        """Whether DE 4, DE 49 and DE 95 fit the original payment: a reversal that does
+        not is refused (13) rather than taken as a full reversal of another amount."""
+        return (
+            self.amount in (None, payment.amount)
+            and self.currency in (None, payment.currency)
+            and self.kept <= payment.amount
+        )
 
 
 @dataclass
@@ -109,20 +131,29 @@ class _Work:
         post_all(conn, self.postings, now)
 
 
-_a, _r, _p, _d = s.allocations.c, s.requests.c, s.payments.c, s.debts.c
+_a, _t, _p, _d = s.allocations.c, s.transactions.c, s.payments.c, s.debts.c
 _j, _e = s.journal.c, s.entries.c
 _ORIGINALS = (
-    select(_r.acquirer_id, _r.terminal_id, _r.stan, _r.transmitted, _p, _e.account_code)
-    .join(s.payments, _p.id == _r.payment_id)
-    .join(s.journal, (_j.payment_id == _p.id) & (_j.kind == "payment"))
-    .join(s.entries, (_e.journal_id == _j.id) & (_e.amount > 0))
-    .where(
-        _r.stan.in_(bindparam("stans", expanding=True)),
-        _r.transmitted.in_(bindparam("times", expanding=True)),
-        _r.mti.in_(ORIGINAL_MTIS),
+    select(
+        _t.acquirer_id,
+        _t.terminal_id,
+        _t.stan,
+        _t.transmitted,
+        _t.state,
+        _p,
+        _e.account_code,
     )
-    .order_by(_p.id)  # rows are locked in id order, as every batch locks them
-    .with_for_update(of=s.payments)
+    .select_from(s.transactions)
+    .outerjoin(s.payments, _p.id == _t.payment_id)
+    .outerjoin(s.journal, (_j.payment_id == _p.id) & (_j.kind == "payment"))
+    .outerjoin(s.entries, (_e.journal_id == _j.id) & (_e.amount > 0))
+    .where(
+        _t.stan.in_(bindparam("stans", expanding=True)),
+        _t.transmitted.in_(bindparam("times", expanding=True)),
+    )
+    # Every batch locks identities in key order: a reversal of a payment holds its row.
+    .order_by(_t.stan, _t.transmitted, _t.acquirer_id, _t.terminal_id)
+    .with_for_update(of=s.transactions)
 )
 _ALLOCATIONS = (
     select(_a.payment_id, _a.debt_id, _a.amount, _a.reversed_amount)
@@ -136,28 +167,40 @@ def original_key(key: RequestKey) -> tuple[str, str, str, str]:
     return (key.acquirer_id, key.terminal_id, key.stan, key.transmitted)
 
 
-def original_payments(conn: Connection, keys: Sequence[RequestKey]) -> dict[tuple, _Payment]:
-    """The payments these keys name (by acquirer, terminal, STAN, DE 7), locked until commit."""
+def originals(
+    conn: Connection, keys: Sequence[RequestKey]
+) -> tuple[dict[tuple, _Payment], set[tuple]]:
+    """What these keys name (by acquirer, terminal, STAN, DE 7), locked until commit: the
+    payments, and the identities a reversal reached first (tombstones)."""
     if not keys:
-        return {}
+        return {}, set()
     wanted = {original_key(k) for k in keys}
     params = {"stans": list({k.stan for k in keys}), "times": list({k.transmitted for k in keys})}
-    found = {}
+    found, tombstones = {}, set()
     for row in conn.execute(_ORIGINALS, params):
         key = (row.acquirer_id, row.terminal_id, row.stan, row.transmitted)
-        if key in wanted:
-            found[key] = _Payment(
-                row.id,
-                row.acquirer_id,
-                row.biller_code,
-                row.account,
-                row.account_code,
-                row.amount,
-                row.fee,
-                row.currency,
-                row.reversed_amount,
-            )
-    return found
+        if key not in wanted:
+            continue
+        if row.state == REVERSED_FIRST:
+            tombstones.add(key)
+            continue
+        found[key] = _Payment(
+            row.id,
+            row.acquirer_id,
+            row.biller_code,
+            row.account,
+            row.account_code,
+            row.amount,
+            row.fee,
+            row.currency,
+            row.reversed_amount,
+        )
+    return found, tombstones
+
+
+def original_payments(conn: Connection, keys: Sequence[RequestKey]) -> dict[tuple, _Payment]:
+    """The payments these keys name, locked until commit (see ``originals``)."""
+    return originals(conn, keys)[0]
 
 
 def _allocations(conn: Connection, payment_ids: set[int]) -> dict[int, list[_Allocation]]:

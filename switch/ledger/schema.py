@@ -222,3 +222,19 @@ sign_ons = Table(
     Column("terminal_id", String(8), primary_key=True, comment="DE 41; '' for a host link"),
     Column("signed_on_at", DateTime(timezone=True), nullable=False),
 )
+
+# -- one row per financial transaction identity (migration 0006) --------------
+
+transactions = Table(
+    "transactions",
+    metadata,
+    # The request space's identity (spec section 5): DE 32 + 41 + 11 + 7, without the MTI,
+    # so a 0200, its 0220 and the original a reversal names share one row.
+    Column("stan", String(6), primary_key=True),
+    Column("transmitted", String(10), primary_key=True),
+    Column("acquirer_id", String(11), primary_key=True),
+    Column("terminal_id", String(8), primary_key=True, comment="DE 41; '' for a host link"),
+    Column("state", String(16), nullable=False, comment="paid, or reversed_first (tombstone)"),
+    Column("payment_id", Integer, comment="the payment of a paid transaction"),
+    Column("created_at", DateTime(timezone=True), nullable=False, comment="for the purge by age"),
+)

@@ -26,7 +26,9 @@ def payment_response(t: Transaction, outcome: Outcome) -> dict[str, str]:
     if outcome.code != "00":
         return t.response(outcome.code, {})
     facts = outcome.facts
-    bill = dict(t.out_bill, RN=receipt_number(facts["payment_id"]), DU=amount_field(facts["due"]))
+    bill = dict(t.out_bill, RN=receipt_number(facts["payment_id"]))
+    if "due" in facts:  # an acknowledged repeat of an approved payment says nothing of debts
+        bill["DU"] = amount_field(facts["due"])
     out = {"38": facts["auth_code"], "48": build_bill_data(bill)}
     if t.biller is not None:
         out["28"] = fee_amount(t.biller.fee_fixed)

@@ -7,6 +7,7 @@ from iso.errors import IsoFormatError
 from switch.errors import FormatError
 from switch.ledger.postings import RequestKey, ReversalOrder
 from switch.services import Services
+from switch.steps.checks import amount_of
 from switch.steps.payment import request_key
 from switch.transaction import Transaction
 
@@ -41,6 +42,8 @@ async def reverse(t: Transaction, sv: Services) -> dict[str, str]:
         original=_original(t),
         kept=_kept(t),
         advice=t.mti == "0420",
+        amount=amount_of(t),  # compared with the original's, as DE 49 and DE 95 are
+        currency=t.request.get("49"),
     )
     recorded = await sv.writer.submit(order)
     return recorded.response

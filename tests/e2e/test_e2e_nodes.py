@@ -25,6 +25,7 @@ from iso.dialect import decode_message, encode_message
 from iso.framing import BINARY2, encode_frame
 from tests.client import payment, reversal
 from tests.conftest import BACKENDS
+from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
 Nodes = tuple[SwitchProcess, SwitchProcess, Ledger]
@@ -93,3 +94,55 @@ def test_payments_of_one_account_spread_over_two_nodes(nodes: Nodes) -> None:
     assert codes == ["00"] * 10 + ["13"] * 6
     assert ledger.due(account) == 0
     assert len(ledger.payments(account)) == 10
+
+
+def _frames(requests: list[dict[str, str]]) -> bytes:
+    return b"".join(encode_frame(BINARY2, encode_message(r)) for r in requests)
+
+
+def test_reversals_racing_their_originals_on_two_nodes_leave_no_money_moved(
+    nodes: Nodes,
+) -> None:
+    """Spec section 5: whichever node commits first, an original and its reversal net to
+    nothing: either the payment is approved and then reversed, or the reversal came
+    first and the payment is declined (05)."""
+    a, b, ledger = nodes
+    account = ledger.account(1_000_000)
+    originals = [payment(account, 100 + i) for i in range(30)]
+    reversals = [reversal(o, mti="0420") for o in originals]
+    with a.client("atm") as on_a, b.client("atm") as on_b:
+        on_b.send_raw(_frames(reversals))
+        on_a.send_raw(_frames(originals))
+        got_b = by_stan(read_all(on_b, len(reversals)))
+        got_a = by_stan(read_all(on_a, len(originals)))
+    for request in reversals:
+        answered(request, got_b[request["11"]], "00")
+    codes = [got_a[o["11"]]["39"] for o in originals]
+    assert set(codes) <= {"00", "05"}, codes
+    paid = ledger.payments(account)
+    assert len(paid) == codes.count("00")
+    assert all(p.reversed_amount == p.amount for p in paid)
+    assert ledger.due(account) == 1_000_000
+    with ledger.engine.connect() as conn:
+        assert_invariants(conn)
+
+
+def test_a_payment_and_its_advice_on_two_nodes_pay_once(nodes: Nodes) -> None:
+    a, b, ledger = nodes
+    account = ledger.account(1_000_000)
+    originals = [payment(account, 100 + i) for i in range(30)]
+    advices = [dict(o, t="0220") for o in originals]
+    with a.client("atm") as on_a, b.client("atm") as on_b:
+        on_a.send_raw(_frames(originals))
+        on_b.send_raw(_frames(advices))
+        got_a = by_stan(read_all(on_a, len(originals)))
+        got_b = by_stan(read_all(on_b, len(advices)))
+    for original, advice in zip(originals, advices, strict=True):
+        paid = answered(original, got_a[original["11"]], "00")
+        acknowledged = answered(advice, got_b[advice["11"]], "00")
+        assert receipt(paid) == receipt(acknowledged)
+        assert paid["38"] == acknowledged["38"]
+    assert sorted(p.amount for p in ledger.payments(account)) == [100 + i for i in range(30)]
+    assert ledger.due(account) == 1_000_000 - sum(100 + i for i in range(30))
+    with ledger.engine.connect() as conn:
+        assert_invariants(conn)

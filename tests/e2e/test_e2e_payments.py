@@ -19,6 +19,7 @@ from e2e_support import (
 from iso.bill_data import build_bill_data
 from iso.dialect import decode_message
 from tests.client import IsoClient, bill_data, inquiry, payment, reversal
+from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
 # -- inquiry ----------------------------------------------------------------
@@ -223,6 +224,56 @@ def test_advice_in_another_currency_goes_to_suspense(atm: IsoClient, ledger: Led
 def test_advice_for_an_unknown_account_is_recorded(atm: IsoClient, ledger: Ledger) -> None:
     response = call(atm, payment("NOT-AT-BILLER", 800, mti="0220"))
     assert ledger.payment(receipt(response)).account == "NOT-AT-BILLER"
+
+
+def _invariants(ledger: Ledger) -> None:
+    with ledger.engine.connect() as conn:
+        assert_invariants(conn)
+
+
+def test_advice_of_an_approved_payment_is_the_same_transaction(
+    atm: IsoClient, ledger: Ledger
+) -> None:
+    """Spec section 5: same DE 32/41/11/7 and amount as an approved 0200: acknowledged
+    with that payment's DE 38 and RN, and no money moves again."""
+    account = ledger.account(10000)
+    request = payment(account, 1000)
+    paid = call(atm, request)
+    advice = dict(request, t="0220")
+    acknowledged = call(atm, advice)
+    assert acknowledged["t"] == "0230"
+    assert acknowledged["38"] == paid["38"]
+    assert bill_data(acknowledged)["RN"] == bill_data(paid)["RN"]
+    assert [p.amount for p in ledger.payments(account)] == [1000]
+    assert ledger.due(account) == 9000
+    assert len(ledger.journal(receipt(paid))) == 1
+    repeat = call(atm, dict(advice, t="0221"))  # the acquirer's repeat of its advice
+    assert bill_data(repeat)["RN"] == bill_data(paid)["RN"]
+    assert [p.amount for p in ledger.payments(account)] == [1000]
+    _invariants(ledger)
+
+
+def test_advice_of_another_amount_than_its_approved_payment_is_94(
+    atm: IsoClient, ledger: Ledger
+) -> None:
+    account = ledger.account(10000)
+    request = payment(account, 1000)
+    call(atm, request)
+    call(atm, dict(request, t="0220", **{"4": "000000000999"}), "94")
+    assert [p.amount for p in ledger.payments(account)] == [1000]
+    assert ledger.due(account) == 9000
+    _invariants(ledger)
+
+
+def test_advice_of_a_declined_payment_is_recorded(atm: IsoClient, ledger: Ledger) -> None:
+    account = ledger.account(1000)
+    request = payment(account, 1500)
+    call(atm, request, "13")  # above the due amount
+    recorded = call(atm, dict(request, t="0220"))  # the acquirer took the money anyway
+    row = ledger.payment(receipt(recorded))
+    assert (row.amount, row.advice) == (1500, True)
+    assert ledger.due(account) == 0
+    _invariants(ledger)
 
 
 # -- retransmission and repeats ----------------------------------------------

@@ -20,6 +20,7 @@ from iso.amounts import amount_field
 from iso.dialect import encode_message
 from iso.framing import BINARY2, encode_frame
 from tests.client import IsoClient, payment, reversal
+from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
 
@@ -91,7 +92,7 @@ def test_partial_reversal_advice(atm: IsoClient, ledger: Ledger) -> None:
 def test_partial_reversal_keeping_everything_moves_nothing(atm: IsoClient, ledger: Ledger) -> None:
     account, original, payment_id = _paid(atm, ledger, 3000, 5000)
     call(atm, reversal(original, kept=3000))
-    call(atm, reversal(original, kept=9999))
+    call(atm, reversal(original, kept=9999), "13")  # keeps more than it paid: refused
     assert due_on_wire(atm, account) == 2000
     assert _kinds(ledger, payment_id) == [("payment", 3000)]
 
@@ -211,6 +212,74 @@ def test_reversal_in_the_same_group_commit_as_its_payment(
     answered(request, responses[request["11"]], "00")
     assert ledger.payment(receipt(paid)).reversed_amount == 3000
     assert ledger.due(account) == 5000
+
+
+def _invariants(ledger: Ledger) -> None:
+    with ledger.engine.connect() as conn:
+        assert_invariants(conn)
+
+
+@pytest.mark.parametrize(("mti", "code"), [("0420", "00"), ("0421", "00"), ("0400", "25")])
+def test_original_after_its_reversal_is_declined_and_moves_nothing(
+    atm: IsoClient, ledger: Ledger, mti: str, code: str
+) -> None:
+    """Spec section 5: a reversal that overtook its original is recorded; the original,
+    arriving later, is declined and moves no money (nor does its advice)."""
+    account = ledger.account(5000)
+    original = payment(account, 3000)
+    call(atm, reversal(original, mti=mti), code)
+    journal = ledger.count("journal")
+    late = call(atm, original, "05")
+    assert "38" not in late
+    call(atm, dict(original, t="0220"), "05")
+    assert ledger.payments(account) == []
+    assert ledger.count("journal") == journal
+    assert ledger.due(account) == 5000
+    assert due_on_wire(atm, account) == 5000
+    atm.send(original)  # a retransmission of the late original gets the same answer
+    assert atm.recv()["39"] == "05"
+    _invariants(ledger)
+
+
+@pytest.mark.parametrize("mti", ["0400", "0420"])
+def test_reversal_before_its_original_in_one_group_commit(
+    atm: IsoClient, ledger: Ledger, mti: str
+) -> None:
+    account = ledger.account(5000)
+    holder = payment(ledger.account(5000), 1)
+    original = payment(account, 3000)
+    request = reversal(original, mti=mti)
+    with writes_blocked(ledger):
+        atm.send(holder)
+        time.sleep(0.5)  # the writer takes the holder and waits on the lock (not an assertion)
+        atm.send_raw(b"".join(_frame(r) for r in (request, original)))  # both queue behind it
+    responses = by_stan(read_all(atm, 3))
+    answered(holder, responses[holder["11"]], "00")
+    answered(request, responses[request["11"]], "00" if mti == "0420" else "25")
+    answered(original, responses[original["11"]], "05")
+    assert ledger.payments(account) == []
+    assert ledger.due(account) == 5000
+    _invariants(ledger)
+
+
+@pytest.mark.parametrize("mti", ["0400", "0420"])
+@pytest.mark.parametrize(
+    ("field", "value"), [("4", amount_field(1000)), ("4", amount_field(30000)), ("49", "840")]
+)
+def test_reversal_that_misnames_its_original_is_declined(
+    atm: IsoClient, ledger: Ledger, mti: str, field: str, value: str
+) -> None:
+    """DE 4 and DE 49 must be the original's: a mismatch is 13 and reverses nothing, never
+    a full reversal of another amount."""
+    account, original, payment_id = _paid(atm, ledger, 3000, 5000)
+    request = dict(reversal(original, mti=mti), **{field: value})
+    call(atm, request, "13")
+    assert ledger.payment(payment_id).reversed_amount == 0
+    assert _kinds(ledger, payment_id) == [("payment", 3000)]
+    assert due_on_wire(atm, account) == 2000
+    call(atm, reversal(original, mti=mti))  # named rightly, it reverses
+    assert ledger.payment(payment_id).reversed_amount == 3000
+    _invariants(ledger)
 
 
 def _frame(fields: dict[str, str]) -> bytes:

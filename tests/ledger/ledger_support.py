@@ -174,13 +174,23 @@ def reversal(
     stan: str | None = None,
     transmitted: str = "1122102000",
     day: date = DAY,
+    amount: int | None = None,
+    currency: str | None = None,
 ) -> ReversalOrder:
-    """A 0400 (or 0420) naming ``original``; ``kept`` is DE 95's amount (0: full reversal)."""
+    """A 0400 (or 0420) naming ``original``; ``kept`` is DE 95's amount (0: full reversal).
+
+    DE 4 and DE 49 are the original's (a PaymentOrder) unless given; for an original
+    named by its key alone they are left out (not compared) unless given."""
     okey = original.key if isinstance(original, PaymentOrder) else original
+    if isinstance(original, PaymentOrder):
+        amount = original.amount if amount is None else amount
+        currency = currency or original.currency
     mti = "0420" if advice else "0400"
     stan = stan or next_stan()
     fields = {
         "t": mti,
+        "4": "" if amount is None else f"{amount:012d}",
+        "49": currency or "",
         "7": transmitted,
         "11": stan,
         "32": okey.acquirer_id,
@@ -196,6 +206,8 @@ def reversal(
         original=okey,
         kept=kept,
         advice=advice,
+        amount=amount,
+        currency=currency,
     )
 
 
@@ -352,6 +364,11 @@ def assert_invariants(conn: Connection) -> None:
     )
     for wallet, funds in conn.execute(select(s.cards.c.wallet_account, s.cards.c.funds)):
         assert funds == -by_account.get(wallet, 0), f"wallet {wallet}: funds {funds}"
+    # Every payment has its transaction identity; a tombstone has no payment (identity.py).
+    t = s.transactions.c
+    paid = conn.execute(select(t.payment_id).where(t.state == "paid")).scalars().all()
+    assert sorted(paid) == sorted(row.id for row in payments)
+    assert count(conn, s.transactions, t.state == "reversed_first", t.payment_id.is_not(None)) == 0
 
     # The balances are derived from the entries and the ledger as a whole balances.
     balances = queries.balances(conn)

@@ -102,9 +102,9 @@ def test_partial_then_full_reversal(ledger: Engine) -> None:
         assert_invariants(conn)
 
 
-def test_kept_above_the_amount_reverses_nothing(ledger: Engine) -> None:
+def test_kept_above_the_amount_is_declined_and_reverses_nothing(ledger: Engine) -> None:
     order, pid = _pay(ledger, UTIL, "1000001", 12345)
-    assert record_one(ledger, reversal(order, kept=99999)).code == "00"
+    assert record_one(ledger, reversal(order, kept=99999)).code == "13"  # DE 95 > DE 4
     assert _reversed(ledger, pid) == 0
     with ledger.connect() as conn:
         assert journal_rows(conn, pid) == [("payment", 12345)]
