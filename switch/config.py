@@ -13,6 +13,8 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
+from switch.ledger.database import Timeouts
+
 
 class ConfigError(Exception):
     """The configuration file or a setting is wrong; the message names it."""
@@ -41,6 +43,9 @@ class LedgerSettings:
     queue_max: int = 20000
     read_threads: int = 4
     read_queue_max: int = 2000
+    # seconds from a request's arrival: by then it is answered, with its outcome or with
+    # 96 (nothing recorded); only a request whose COMMIT is under way waits for the truth
+    deadline: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Settings:
     demo_data: bool = True
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     hsm: HsmSettings = field(default_factory=HsmSettings)
+    database: Timeouts = field(default_factory=Timeouts)  # [database]: bounds on waiting
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
     channels: tuple[ChannelSettings, ...] = (
         ChannelSettings("atm", "ATM", 8583, mac="x919"),
@@ -128,6 +134,8 @@ def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
     merged = replace(settings, **changes)
     if merged.workers < 1:
         raise ValueError(f"workers = {merged.workers!r}: at least 1")
+    if merged.ledger.deadline <= 0:
+        raise ValueError(f"[ledger] deadline = {merged.ledger.deadline!r}: above 0")
     return merged
 
 
@@ -143,6 +151,7 @@ _SECTIONS: dict[str, type] = {
     "ledger": LedgerSettings,
     "hsm": HsmSettings,
     "issuer": IssuerSettings,
+    "database": Timeouts,
 }
 
 _CONVERTERS: dict[str, Any] = {

@@ -42,5 +42,5 @@ async def reverse(t: Transaction, sv: Services) -> dict[str, str]:
         kept=_kept(t),
         advice=t.mti == "0420",
     )
-    recorded = await sv.writer.submit(order)
+    recorded = await sv.writer.submit(order, t.received_at)
     return recorded.response
