@@ -113,7 +113,7 @@ def _note_backend(dbapi_conn: Any, record: Any) -> None:
         row = cur.fetchone()
     finally:
         cur.close()
-    dbapi_conn.commit()
+    dbapi_conn.rollback()  # a read: nothing to commit
     record.info["backend"] = tuple(row) if row else (dbapi_conn.info.backend_pid, None)
 
 

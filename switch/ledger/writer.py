@@ -28,6 +28,7 @@ A full queue sheds load with 91.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -87,10 +88,18 @@ class _CommitFailed(Exception):
         self.backend = backend  # the PostgreSQL session that ran it, if any
 
 
+# SQLite's primary result codes that mean "the database", not "this order": BUSY, LOCKED,
+# NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL (its OperationalError also covers "no such table")
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 10, 13, 14, 15})
+
+
 def _unavailable(exc: BaseException) -> bool:
     """The database (not the order) failed: lost or refused connection, timeout, lock."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", 0) & 0xFF in _SQLITE_UNAVAILABLE
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
 
 
