@@ -104,6 +104,7 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 def _missed() -> SystemFailure:
+    metrics.DEADLINE_MISSED.inc()
     return SystemFailure("the ledger did not answer within the deadline")
 
 
@@ -174,8 +175,7 @@ class LedgerWriter:
             if ticket.state is not _State.QUEUED:
                 return
             ticket.state = _State.ANSWERED
-        log.warning("ledger deadline passed; answered 96", mti=ticket.order.key.mti)
-        ticket.deferred.errback(_missed())
+        ticket.deferred.errback(_missed())  # logged by the pipeline with the request
 
     def _answer(self, tickets: Sequence[_Ticket], results: Sequence[Any]) -> None:
         """Hand results to the reactor, for tickets nobody answered yet (writer thread)."""
@@ -194,11 +194,13 @@ class LedgerWriter:
         again: list[_Ticket] = []
         pause = _FIRST_PAUSE
         while True:
-            batch = self._take(again)
-            if not batch:
+            batch, again = self._take(again), []
+            if batch is None:
                 if self._stopping:
                     return  # stopping, and nothing was queued before it
                 continue
+            if not batch:
+                continue  # all of it was answered already
             again, failed = self._write(batch)
             if failed:  # the database failed: give it a moment before the next try
                 time.sleep(pause)
@@ -206,22 +208,22 @@ class LedgerWriter:
             else:
                 pause = _FIRST_PAUSE
 
-    def _take(self, again: list[_Ticket]) -> list[_Ticket]:
+    def _take(self, again: list[_Ticket]) -> list[_Ticket] | None:
         """Orders to try again first, then everything queued now (up to batch_max);
-        waits a moment when there is nothing. Orders already answered are dropped,
-        and orders whose deadline passed are answered 96 (never written)."""
-        batch = self._live(again)
+        waits a moment, and None, when there is nothing. Orders already answered are
+        dropped, and orders whose deadline passed are answered 96 (never written)."""
+        batch = list(again)
         if not batch:
             try:
-                batch = self._live([self._queue.get(timeout=_IDLE_WAIT)])
+                batch.append(self._queue.get(timeout=_IDLE_WAIT))
             except queue.Empty:
-                return []
+                return None
         while len(batch) < self._batch_max:
             try:
-                batch.extend(self._live([self._queue.get_nowait()]))
+                batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return self._live(batch)
 
     def _live(self, tickets: list[_Ticket]) -> list[_Ticket]:
         now = time.monotonic()
@@ -331,7 +333,8 @@ class LedgerWriter:
         if landed:
             self._answer([t for t, _ in landed], [r for _, r in landed])
         lost = [t for t, r in zip(batch, found, strict=True) if r is None]
-        log.info("failed commit found out", landed=len(landed), not_landed=len(lost))
+        log.warning("failed commit found out", landed=len(landed), not_landed=len(lost))
+        metrics.COMMITS_FOUND_OUT.labels("yes" if landed else "no").inc()
         with self._lock:
             for t in lost:
                 t.state = _State.QUEUED  # known not recorded: the deadline rules again

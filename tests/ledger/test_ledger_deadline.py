@@ -305,3 +305,24 @@ def test_a_request_received_long_ago_is_answered_96_at_once(
     assert _is_96(result.get(ANSWER))
     _approved(node, ledger)
     assert _recorded(ledger, [order]) == [False]
+
+
+def test_stop_ends_while_the_database_is_locked(
+    sqlite_ledger: tuple[str, Engine], nodes: MakeNode
+) -> None:
+    """Stopping drains the queue: orders the database cannot take are answered 96 at their
+    deadline, and the writer ends (it does not wait for the lock to go)."""
+    url, ledger = sqlite_ledger
+    node = nodes(make_engine(url, timeouts=Timeouts(sqlite_busy_timeout=0.1)))
+    orders = _payments(ledger, 3)
+    holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        pending = [node.submit(o) for o in orders]
+        node.start()
+        node.stop()
+        assert all(_is_96(p.get(ANSWER)) for p in pending)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _recorded(ledger, orders) == [False] * 3
