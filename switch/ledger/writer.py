@@ -6,8 +6,10 @@ then fires each order's Deferred on the reactor. One commit (one fsync)
 carries a whole batch, and each response still leaves after its own commit.
 
 Every order carries a deadline (``deadline`` seconds after its request was
-received). A timer on the reactor answers 96 to an order still waiting when
-it passes, and the writer never commits an order so answered: just before
+received). The reactor answers 96 to an order still waiting when it passes
+(a sweep of the orders in arrival order every 50 ms: one timer per order
+would cost the reactor more than the rest of the writer's bookkeeping), and
+the writer never commits an order so answered: just before
 COMMIT it claims the batch's orders, and if one is already answered (or late)
 the transaction is rolled back and the rest tried again. Only orders whose
 COMMIT is under way are beyond the timer: their answer is the truth.
@@ -31,6 +33,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
@@ -53,6 +56,7 @@ _RETRIES = 3
 _IDLE_WAIT = 0.05  # seconds; how soon an idle writer notices stop()
 _FIRST_PAUSE = 0.05  # seconds before trying a failed database again; doubles up to _MAX_PAUSE
 _MAX_PAUSE = 2.0
+_SWEEP = 0.05  # seconds between the reactor's looks at the deadlines of waiting orders
 
 CallLater = Callable[..., Any]  # reactor.callLater: (delay, f, *args) -> a call with cancel()
 
@@ -127,6 +131,8 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._stopping = False
         self._lock = threading.Lock()  # submit against stop(); the tickets' states
+        self._watch: deque[_Ticket] = deque()  # reactor only: orders by deadline, roughly
+        self._sweeper: Any = None
 
     def start(self) -> None:
         self._thread.start()
@@ -152,8 +158,7 @@ class LedgerWriter:
                 metrics.SHED.inc()
                 d.errback(Overloaded("ledger queue full"))
                 return d
-        if self._call_later is not None:
-            ticket.timer = self._call_later(left, self._expire, ticket)
+        self._keep_watch(ticket, left)
         return d
 
     def stop(self) -> None:
@@ -168,8 +173,45 @@ class LedgerWriter:
 
     # ------------------------------------------------------------ answering (reactor side)
 
+    def _keep_watch(self, ticket: _Ticket, left: float) -> None:
+        """Have the reactor answer ``ticket`` 96 when its deadline passes (if still waiting).
+
+        Orders join the sweep's queue in arrival order; one whose deadline comes
+        clearly before the last one's (its request spent longer getting here)
+        gets a timer of its own instead, so no order waits behind a later one.
+        """
+        if self._call_later is None:
+            return
+        if self._watch and ticket.expires < self._watch[-1].expires - _SWEEP:
+            ticket.timer = self._call_later(left, self._expire, ticket)
+            return
+        self._watch.append(ticket)
+        if self._sweeper is None:
+            self._sweeper = self._call_later(_SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        """Drop answered (or committing) orders from the head, answer expired ones 96."""
+        now = time.monotonic()
+        watch = self._watch
+        while watch:
+            head = watch[0]
+            if head.state is _State.QUEUED and head.expires > now:
+                break
+            watch.popleft()
+            if head.state is _State.QUEUED:
+                self._expire(head)
+        self._sweeper = self._call_later(_SWEEP, self._sweep) if watch else None
+
+    def _watch_again(self, tickets: list[_Ticket]) -> None:
+        """Orders back to waiting after a failed commit that did not land: on the reactor,
+        each gets a timer of its own (the sweep let go of them when they committed)."""
+        now = time.monotonic()
+        for ticket in tickets:
+            if self._call_later is not None and ticket.state is _State.QUEUED:
+                ticket.timer = self._call_later(max(ticket.expires - now, 0), self._expire, ticket)
+
     def _expire(self, ticket: _Ticket) -> None:
-        """The deadline timer: 96 to an order nothing has committed or is committing."""
+        """The deadline: 96 to an order nothing has committed or is committing."""
         ticket.timer = None
         with self._lock:
             if ticket.state is not _State.QUEUED:
@@ -338,6 +380,8 @@ class LedgerWriter:
         with self._lock:
             for t in lost:
                 t.state = _State.QUEUED  # known not recorded: the deadline rules again
+        if lost:
+            self._call_from_thread(self._watch_again, lost)
         return lost
 
     def _abandon(self, batch: list[_Ticket]) -> None:

@@ -326,3 +326,23 @@ def test_stop_ends_while_the_database_is_locked(
         holder.execute("ROLLBACK")
         holder.close()
     assert _recorded(ledger, orders) == [False] * 3
+
+
+def test_an_order_with_an_earlier_deadline_does_not_wait_behind_a_later_one(
+    sqlite_ledger: tuple[str, Engine], nodes: MakeNode
+) -> None:
+    """A request that spent long before reaching the ledger is queued behind fresh ones:
+    it still gets its 96 at its own deadline, not theirs."""
+    url, ledger = sqlite_ledger
+    node = nodes(make_engine(url), deadline=60.0)  # not started: nothing is written
+    fresh, old = _payments(ledger, 2)
+    waiting = node.submit(fresh)
+    result = Result()
+    with node._reactor:
+        received = datetime.now(UTC) - timedelta(seconds=59)
+        node.writer.submit(old, received).addBoth(result.set)
+    assert _is_96(result.get(ANSWER))
+    assert not waiting.done()
+    node.start()
+    assert waiting.get(ANSWER).code == "00"
+    assert _recorded(ledger, [fresh, old]) == [True, False]
