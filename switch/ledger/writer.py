@@ -171,7 +171,7 @@ class LedgerWriter:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    # ------------------------------------------------------------ answering (reactor side)
+    # ------------------------------------------------------------ deadlines (reactor side)
 
     def _keep_watch(self, ticket: _Ticket, left: float) -> None:
         """Have the reactor answer ``ticket`` 96 when its deadline passes (if still waiting).
@@ -287,8 +287,8 @@ class LedgerWriter:
                 continue  # a key already taken: again, with a look-up of the keys
             except _Late:
                 return batch, False  # the late ones are answered; the rest go again
-            except _CommitFailed as failed:
-                return self._find_out(batch, failed.backend), False
+            except _CommitFailed as failed:  # what did not land goes again, after a pause
+                return self._find_out(batch, failed.backend), True
             except Exception as exc:
                 if _unavailable(exc):
                     log.warning("ledger batch failed: database", size=len(batch), error=str(exc))
