@@ -68,6 +68,8 @@ def make_engine(
         return _sqlite_engine(url, "BEGIN IMMEDIATE" if write else "BEGIN", timeouts)
     # No pre-ping: a dead connection fails its batch, SQLAlchemy invalidates the pool,
     # and the writer tries the batch again on a fresh connection while time is left.
+    if make_url(url).get_backend_name() != "postgresql":
+        return create_engine(url, pool_size=pool_size, max_overflow=4)
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=4, connect_args=_pg_options(url, timeouts)
     )
