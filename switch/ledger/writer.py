@@ -142,7 +142,7 @@ class LedgerWriter:
         91/96. Runs on the reactor. ``received_at``: when its request arrived (the
         deadline counts from there)."""
         d: Deferred[Recorded] = Deferred()
-        age = (datetime.now(UTC) - received_at).total_seconds() if received_at else 0.0
+        age = time.time() - received_at.timestamp() if received_at else 0.0
         left = self._deadline - max(age, 0.0)
         ticket = _Ticket(order, d, time.monotonic() + left)
         with self._lock:  # against stop(): an order is either queued before it, or refused
