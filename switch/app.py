@@ -47,7 +47,7 @@ def prepare_database(settings: Settings, hasher: Hasher) -> None:
     """Migrate, and load demo data into an empty database (once per machine: the
     supervisor of several workers does it for them)."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url())
+    engine = make_engine(settings.db_url(), timeouts=settings.database.for_maintenance())
     try:
         migrate(engine)
         with engine.begin() as conn:
@@ -104,19 +104,28 @@ class SwitchApp:
         hasher = Hasher(load_or_create_key(s.home / "hash.key"))
         if self.worker is None:
             prepare_database(s, hasher)
-        self.engine = make_engine(s.db_url())
-        self.read_engine = make_engine(s.db_url(), write=False)
+        self.engine = make_engine(s.db_url(), timeouts=s.database)
+        self.read_engine = make_engine(s.db_url(), write=False, timeouts=s.database)
         with self.read_engine.connect() as conn:
             self._reference = load_reference(conn)
             self._keys = load_keys(conn)
             self._keys_version = keys_version(conn)
         self.hsm = make_hsm(s.hsm, self.reactor)
         self.writer = LedgerWriter(
-            self.engine, self.reactor.callFromThread, s.ledger.batch_max, s.ledger.queue_max
+            self.engine,
+            self.reactor.callFromThread,
+            s.ledger.batch_max,
+            s.ledger.queue_max,
+            deadline=s.ledger.deadline,
+            call_later=self.reactor.callLater,
         )
         metrics.LEDGER_QUEUE.set_function(self.writer.depth)
         self.reads = Reads(
-            self.read_engine, self.reactor, s.ledger.read_threads, s.ledger.read_queue_max
+            self.read_engine,
+            self.reactor,
+            s.ledger.read_threads,
+            s.ledger.read_queue_max,
+            deadline=s.ledger.deadline,
         )
         held = HeldDebtsAdapter(
             lambda code, acc, period: self.reads.run(queries.bill, code, acc, period)

@@ -314,7 +314,7 @@ def _migrated_engine(args: argparse.Namespace) -> Engine:
 
     settings = _settings(args)
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url())
+    engine = make_engine(settings.db_url(), timeouts=settings.database.for_maintenance())
     migrate(engine)
     return engine
 

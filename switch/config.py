@@ -14,6 +14,8 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
+from switch.ledger.database import Timeouts
+
 
 class ConfigError(Exception):
     """The configuration file or a setting is wrong; the message names it."""
@@ -42,6 +44,9 @@ class LedgerSettings:
     queue_max: int = 20000
     read_threads: int = 4
     read_queue_max: int = 2000
+    # seconds from a request's arrival: by then it is answered, with its outcome or with
+    # 96 (nothing recorded); only a request whose COMMIT is under way waits for the truth
+    deadline: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class Settings:
     demo_data: bool = True
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     hsm: HsmSettings = field(default_factory=HsmSettings)
+    database: Timeouts = field(default_factory=Timeouts)  # [database]: bounds on waiting
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
     channels: tuple[ChannelSettings, ...] = (
         ChannelSettings("atm", "ATM", 8583, mac="x919"),
@@ -162,6 +168,7 @@ _SECTIONS: dict[str, type] = {
     "ledger": LedgerSettings,
     "hsm": HsmSettings,
     "issuer": IssuerSettings,
+    "database": Timeouts,
 }
 
 

@@ -21,3 +21,12 @@ BATCH_SIZE = Histogram(
 SHED = Counter("billswitch_shed_total", "Requests refused with 91 because a queue was full")
 LEDGER_QUEUE = Gauge("billswitch_ledger_queue", "Orders waiting for the ledger writer")
 BUILD = Info("billswitch_build", "Version of the running switch and of its Python")
+DEADLINE_MISSED = Counter(
+    "billswitch_ledger_deadline_missed_total",
+    "Orders answered 96 because their deadline passed before their commit began",
+)
+COMMITS_FOUND_OUT = Counter(
+    "billswitch_ledger_failed_commits_total",
+    "Failed COMMITs found out from the stored request rows, by what was found",
+    ["landed"],
+)

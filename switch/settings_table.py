@@ -141,6 +141,46 @@ RULES: dict[str, Rule] = {
         "0-1000000",
         between(0, 1_000_000),
     ),
+    "ledger.deadline": Rule(
+        f"{SECONDS} from a request's arrival by which it is answered (96 if nothing was"
+        " recorded; only a request whose COMMIT is under way waits for the truth); keep it"
+        " below the acquirers' timeout, usually 30 s",
+        "0-300, more than 0",
+        between(0, 300, above=True),
+    ),
+    "database.connect_timeout": Rule(
+        f"{SECONDS} to open a PostgreSQL connection (0: no bound)", "0-60", between(0, 60)
+    ),
+    "database.keepalives_idle": Rule(
+        f"{SECONDS} of silence before TCP keepalives probe PostgreSQL", "0-3600", between(0, 3600)
+    ),
+    "database.keepalives_interval": Rule(
+        f"{SECONDS} between keepalive probes", "0-600", between(0, 600)
+    ),
+    "database.keepalives_count": Rule(
+        "unanswered probes before the connection is dead", "0-100", between(0, 100)
+    ),
+    "database.tcp_user_timeout": Rule(
+        f"{SECONDS} data sent to PostgreSQL may stay unacknowledged (0: no bound)",
+        "0-3600",
+        between(0, 3600),
+    ),
+    "database.statement_timeout": Rule(
+        f"{SECONDS} one statement may run (0: no bound; migrations have none)",
+        "0-3600",
+        between(0, 3600),
+    ),
+    "database.lock_timeout": Rule(
+        f"{SECONDS} one lock may be waited for (0: no bound)", "0-3600", between(0, 3600)
+    ),
+    "database.idle_in_transaction_timeout": Rule(
+        f"{SECONDS} before PostgreSQL ends a session left idle in a transaction",
+        "0-86400",
+        between(0, 86400),
+    ),
+    "database.sqlite_busy_timeout": Rule(
+        f"{SECONDS} to wait for SQLite's write lock", "0-3600", between(0, 3600)
+    ),
     "hsm.url": Rule(
         '`"software"` (in process) or `"tcp://HOST:PORT"` (simulator or payShield)',
         "software, tcp://HOST:PORT",

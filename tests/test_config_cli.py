@@ -25,6 +25,15 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
     assert (pos.framing, pos.tpdu, pos.port) == ("ascii4", True, 8584)
 
 
+def test_deadline_and_database_timeouts_from_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[ledger]\ndeadline = 4.5\n[database]\nlock_timeout = 2\n")
+    settings = load(path)
+    assert settings.ledger.deadline == 4.5
+    assert settings.database.lock_timeout == 2
+    assert settings.database.statement_timeout == 5.0  # the default stays
+    assert load().ledger.deadline == 10.0
+
+
 def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BILLSWITCH_DB", "postgresql+psycopg2://u@h/db")
     assert load().db_url() == "postgresql+psycopg2://u@h/db"
@@ -39,6 +48,9 @@ def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ('[channels.atm]\nframing = "ascii2"\n', "framing = 'ascii2': one of"),
         ("x = [\n", "billswitch.toml"),
         ("workers = 0\n", "workers = 0: must be from 1 to 64"),
+        ("[ledger]\ndeadline = 0\n", "[ledger] deadline = 0: must be more than 0"),
+        ('[database]\nstatement_timeout = "5s"\n', "statement_timeout = '5s': expected float"),
+        ("[database]\nstatment_timeout = 5\n", "[database] unknown setting(s)"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, text: str, message: str) -> None:

@@ -1,4 +1,10 @@
-"""A bounded thread pool for database reads, so the reactor never blocks on SQL."""
+"""A bounded thread pool for database reads, so the reactor never blocks on SQL.
+
+A read the database leaves unanswered fails with 96 after ``deadline``
+seconds, so that a request waiting on it is still answered in time (the
+thread may go on waiting; its late result is dropped). Reads record
+nothing, so 96 is the truth; ``transaction`` (small writes) has no such bound.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,22 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from switch import metrics
-from switch.errors import Overloaded
+from switch.errors import Overloaded, SystemFailure
 
 T = TypeVar("T")
 
 
 class Reads:
-    def __init__(self, engine: Engine, reactor: Any, threads: int = 4, queue_max: int = 2000):
+    def __init__(
+        self,
+        engine: Engine,
+        reactor: Any,
+        threads: int = 4,
+        queue_max: int = 2000,
+        deadline: float | None = None,
+    ):
         self._engine = engine
+        self._deadline = deadline
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="db-reads")
         self._pending = 0
@@ -33,8 +47,29 @@ class Reads:
         self._pool.stop()
 
     def run(self, query: Callable[..., T], *args: Any) -> Deferred[T]:
-        """Run ``query(conn, *args)`` in a read transaction on the pool."""
-        return self._submit(self._read, query, *args)
+        """Run ``query(conn, *args)`` in a read transaction on the pool (bounded by the
+        deadline)."""
+        return self._bounded(self._submit(self._read, query, *args))
+
+    def _bounded(self, d: Deferred[T]) -> Deferred[T]:
+        """``d``'s result, or a 96 if it has none by the deadline."""
+        if self._deadline is None or d.called:
+            return d
+        answer: Deferred[T] = Deferred()
+        timer = self._reactor.callLater(self._deadline, _give_up, answer)
+
+        def relay(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if answer.called:
+                return  # too late: the 96 went out already
+            if isinstance(result, Failure):
+                answer.errback(result)
+            else:
+                answer.callback(result)
+
+        d.addBoth(relay)
+        return answer
 
     def shared(self, query: Callable[..., T], *args: Any) -> Deferred[T]:
         """As ``run``, but callers asking the same while it is in flight share one read.
@@ -85,3 +120,8 @@ class Reads:
     def _done(self, result: Any) -> Any:
         self._pending -= 1
         return result
+
+
+def _give_up(answer: Deferred[Any]) -> None:
+    if not answer.called:
+        answer.errback(SystemFailure("the database did not answer a read in time"))

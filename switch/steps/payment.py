@@ -58,7 +58,7 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
 
 
 async def pay(t: Transaction, sv: Services) -> dict[str, str]:
-    recorded = await sv.writer.submit(_order(t, sv, advice=False))
+    recorded = await sv.writer.submit(_order(t, sv, advice=False), t.received_at)
     return recorded.response
 
 
@@ -73,5 +73,5 @@ async def advice_route(t: Transaction, sv: Services) -> None:
 
 
 async def record_advice(t: Transaction, sv: Services) -> dict[str, str]:
-    recorded = await sv.writer.submit(_order(t, sv, advice=True))
+    recorded = await sv.writer.submit(_order(t, sv, advice=True), t.received_at)
     return recorded.response

@@ -45,5 +45,5 @@ async def reverse(t: Transaction, sv: Services) -> dict[str, str]:
         amount=amount_of(t),  # compared with the original's, as DE 49 and DE 95 are
         currency=t.request.get("49"),
     )
-    recorded = await sv.writer.submit(order)
+    recorded = await sv.writer.submit(order, t.received_at)
     return recorded.response

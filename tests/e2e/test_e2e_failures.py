@@ -116,7 +116,9 @@ def test_ctrl_c_with_payments_in_flight(db_url: str, tmp_path: Path) -> None:
     Ctrl-C none of them can have been committed yet: all are in flight.
     """
     connections, per_connection = 4, 100
-    with _switch(tmp_path, db_url) as (switch, ledger):
+    # The lock is held on purpose while the test sends and stops: a deadline longer than
+    # that keeps the payments waiting for the writer instead of answered 96 on a slow box.
+    with _switch(tmp_path, db_url, "[ledger]\ndeadline = 120.0\n") as (switch, ledger):
         clients = [IsoClient(switch.ports["atm"], timeout=30) for _ in range(connections)]
         sent: dict[tuple[str, str], dict[str, str]] = {}
         responses: list[dict[str, str]] = []

@@ -399,19 +399,47 @@ class Result:
         return self._value
 
 
+class _DelayedCall:
+    """A stand-in for ``reactor.callLater``'s result: a timer thread, run as the reactor."""
+
+    def __init__(self, node: Node, delay: float, f: Any, args: tuple[Any, ...]) -> None:
+        self._timer = threading.Timer(delay, node._call_from_thread, (self._fire, f, *args))
+        self._timer.daemon = True
+        self._pending = True
+        self._timer.start()
+
+    def _fire(self, f: Any, *args: Any) -> None:
+        if self._pending:
+            self._pending = False
+            f(*args)
+
+    def active(self) -> bool:
+        return self._pending
+
+    def cancel(self) -> None:
+        self._pending = False
+        self._timer.cancel()
+
+
 class Node:
-    """One switch node's ledger writer, with a stand-in for ``reactor.callFromThread``."""
+    """One switch node's ledger writer, with stand-ins for ``reactor.callFromThread`` and
+    ``reactor.callLater`` (the deadline timers)."""
 
     def __init__(self, engine: Engine, **kwargs: Any) -> None:
         self.engine = engine
         self._reactor = threading.Lock()
-        self.writer = LedgerWriter(engine, self._call_from_thread, **kwargs)
+        self.writer = LedgerWriter(
+            engine, self._call_from_thread, call_later=self._call_later, **kwargs
+        )
         self.started = False
         self.stopped = False
 
     def _call_from_thread(self, f: Any, *args: Any) -> None:
         with self._reactor:  # runs the callback directly, one "reactor" at a time
             f(*args)
+
+    def _call_later(self, delay: float, f: Any, *args: Any) -> _DelayedCall:
+        return _DelayedCall(self, delay, f, args)
 
     def submit(self, order: Order) -> Result:
         result = Result()

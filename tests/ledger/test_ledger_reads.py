@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, text
 from twisted.python.failure import Failure
 
-from switch.errors import Overloaded
+from switch.errors import Overloaded, SystemFailure
 from switch.ledger.reads import Reads
 
 WAIT = 10.0
@@ -30,6 +30,14 @@ class LoopReactor:
 
     def callFromThread(self, f: Any, *args: Any) -> None:  # noqa: N802 (Twisted's name)
         self._calls.put((f, args))
+
+    def callLater(self, delay: float, f: Any, *args: Any) -> Any:  # noqa: N802
+        """A timer thread that hands ``f`` to the test thread, like the reactor would."""
+        timer = threading.Timer(delay, self.callFromThread, (f, *args))
+        timer.daemon = True
+        timer.active = timer.is_alive  # type: ignore[attr-defined]
+        timer.start()
+        return timer
 
     def pump(self, until: Any) -> None:
         while not until():
@@ -104,3 +112,27 @@ def test_a_full_queue_answers_overloaded_at_once(tmp_path: Path) -> None:
     assert isinstance(got[0], Failure) and got[0].check(Overloaded)
     assert isinstance(got[1], Failure) and got[1].check(Overloaded)
     engine.dispose()
+
+
+def test_a_read_the_database_leaves_unanswered_fails_with_96_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """Every caller gets 96 at the deadline; the late result, when it comes, is dropped."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    reactor = LoopReactor()
+    pool = Reads(engine, reactor, threads=2, deadline=0.5)
+    pool.start()
+    try:
+        gate = Gate()
+        got = _outcomes([pool.shared(gate, "a") for _ in range(3)] + [pool.run(gate, "b")])
+        reactor.pump(lambda: all(g is not None for g in got))
+        assert all(isinstance(g, Failure) and g.check(SystemFailure) for g in got), got
+        assert got[0].value.code == "96"
+        gate.open.set()
+        again = _outcomes([pool.shared(gate, "a")])  # the database is back
+        reactor.pump(lambda: again[0] is not None)
+        assert again == ["a!"]
+    finally:
+        gate.open.set()
+        pool.stop()
+        engine.dispose()

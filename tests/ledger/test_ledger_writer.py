@@ -141,7 +141,7 @@ def test_database_unavailable_fails_every_order_with_96(
 ) -> None:
     with ledger.connect() as conn:
         before = snapshot(conn)
-    writer = node(make_engine(_unreachable(db_url, tmp_path)))
+    writer = node(make_engine(_unreachable(db_url, tmp_path)), deadline=1.0)
     pending = [writer.submit(o) for o in _small_payments(ledger, 20)]
     writer.start()
     answers = results(pending)
