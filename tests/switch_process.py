@@ -20,6 +20,7 @@ from tests.client import IsoClient
 CONFIG = """
 metrics_port = 0
 log_level = "info"
+{top}
 [channels.atm]
 port = 0
 mac = "none"
@@ -43,10 +44,17 @@ class SwitchProcess:
     @classmethod
     @contextmanager
     def start(
-        cls, home: Path, db_url: str, extra_config: str = "", args: Sequence[str] = ()
+        cls,
+        home: Path,
+        db_url: str,
+        extra_config: str = "",
+        args: Sequence[str] = (),
+        top_config: str = "",
     ) -> Iterator[SwitchProcess]:
+        """``extra_config`` goes after the channel tables; ``top_config`` (top-level
+        settings such as ``reference_refresh``) before them."""
         config = home / "billswitch.toml"
-        config.write_text(CONFIG.format(extra=extra_config))
+        config.write_text(CONFIG.format(extra=extra_config, top=top_config))
         log_path = home / "switch.log"
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         with open(log_path, "wb") as log:

@@ -63,12 +63,14 @@ def sigint_inheritable() -> Iterator[None]:
 
 @contextmanager
 def started(
-    home: Path, url: str, extra_config: str = "", args: Sequence[str] = ()
+    home: Path, url: str, extra_config: str = "", args: Sequence[str] = (), top_config: str = ""
 ) -> Iterator[SwitchProcess]:
     """``SwitchProcess.start``, with Ctrl-C deliverable to the switch."""
     with ExitStack() as stack:
         with sigint_inheritable():
-            proc = stack.enter_context(SwitchProcess.start(home, url, extra_config, args))
+            proc = stack.enter_context(
+                SwitchProcess.start(home, url, extra_config, args, top_config)
+            )
         yield proc
 
 
