@@ -106,7 +106,11 @@ class SwitchApp:
             self._keys_version = keys_version(conn)
         self.hsm = make_hsm(s.hsm, self.reactor)
         self.writer = LedgerWriter(
-            self.engine, self.reactor.callFromThread, s.ledger.batch_max, s.ledger.queue_max
+            self.engine,
+            self.reactor.callFromThread,
+            s.ledger.batch_max,
+            s.ledger.queue_max,
+            business_day=lambda now: business_day(now, s.cutover, s.timezone),
         )
         metrics.LEDGER_QUEUE.set_function(self.writer.depth)
         self.reads = Reads(

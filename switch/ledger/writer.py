@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from twisted.internet.defer import Deferred
 
 from switch import metrics
 from switch.errors import Overloaded, SystemFailure
+from switch.ledger.days import open_day
 from switch.ledger.postings import ConcurrentRequest, Order, Recorded, record, record_batch
 
 log = structlog.get_logger(__name__)
@@ -38,8 +39,15 @@ class LedgerWriter:
         call_from_thread: Callable[..., None],
         batch_max: int = 500,
         queue_max: int = 20000,
+        business_day: Callable[[datetime], date] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``business_day`` maps the batch's clock to its calendar business day (the
+        cut-over rule); with it, each transaction writes into the day open at its commit
+        (``days.open_day``) instead of the day each order was received in."""
         self._engine = engine
+        self._business_day = business_day
+        self._clock = clock
         self._call_from_thread = call_from_thread
         self._batch_max = batch_max
         self._queue: queue.Queue = queue.Queue(maxsize=queue_max)
@@ -97,7 +105,7 @@ class LedgerWriter:
 
     def _write(self, batch: list) -> None:
         metrics.BATCH_SIZE.observe(len(batch))
-        results = self._record([order for order, _ in batch], datetime.now(UTC))
+        results = self._record([order for order, _ in batch], self._clock())
         self._call_from_thread(_deliver, [d for _, d in batch], results)
 
     def _record(self, orders: list[Order], now: datetime) -> list[Recorded | Exception]:
@@ -115,6 +123,7 @@ class LedgerWriter:
 
     def _write_batch(self, orders: list[Order], now: datetime, look_up: bool) -> list[Recorded]:
         with self._engine.begin() as conn:
+            self._take_day(conn, orders, now)
             return record_batch(conn, orders, now, look_up=look_up)
 
     def _write_one(self, order: Order, now: datetime) -> Recorded | Exception:
@@ -123,6 +132,7 @@ class LedgerWriter:
         for _ in range(_RETRIES):
             try:
                 with self._engine.begin() as conn:
+                    self._take_day(conn, [order], now)
                     return record(conn, order, now)
             except ConcurrentRequest:
                 continue
@@ -130,6 +140,14 @@ class LedgerWriter:
                 log.error("ledger write failed", error=type(exc).__name__, mti=order.key.mti)
                 return SystemFailure("ledger unavailable")
         return SystemFailure("request key contended")
+
+    def _take_day(self, conn: Connection, orders: Sequence[Order], now: datetime) -> None:
+        """The transaction's first statement: the business day its orders belong to, the
+        one open at commit by the batch's own clock, locked against closing until then."""
+        if self._business_day is not None:
+            day = open_day(conn, self._business_day(now))
+            for order in orders:
+                order.business_day = day
 
 
 def _deliver(deferreds: list[Deferred], results: list) -> None:
