@@ -41,6 +41,8 @@ class LedgerSettings:
     queue_max: int = 20000
     read_threads: int = 4
     read_queue_max: int = 2000
+    request_retention_days: int = 35  # request rows kept (< 300: DE 7 has no year)
+    purge_every: float = 3600.0  # seconds between purges of expired request rows
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,18 @@ def _merge(settings: Settings, data: dict[str, Any]) -> Settings:
     merged = replace(settings, **changes)
     if merged.workers < 1:
         raise ValueError(f"workers = {merged.workers!r}: at least 1")
+    days = merged.ledger.request_retention_days
+    if not 1 <= days < MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"[ledger] request_retention_days = {days!r}: 1 to {MAX_RETENTION_DAYS - 1}"
+            " (DE 7 has no year: identities kept longer could be taken for next year's)"
+        )
+    if merged.ledger.purge_every <= 0:
+        raise ValueError(f"[ledger] purge_every = {merged.ledger.purge_every!r}: above 0")
     return merged
+
+
+MAX_RETENTION_DAYS = 300
 
 
 def _merge_channels(current: tuple[ChannelSettings, ...], data: dict[str, Any]) -> tuple:

@@ -109,6 +109,8 @@ requests = Table(
         "stan", "transmitted", "acquirer_id", "terminal_id", "mti", name="uq_requests_key"
     ),
 )
+# The retention purge finds old rows by time (migration 0007; switch/ledger/retention.py).
+Index("ix_requests_created_at", requests.c.created_at)
 
 payments = Table(
     "payments",
