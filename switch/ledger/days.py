@@ -77,4 +77,3 @@ def closed_day_totals(
         closed = {"day": day, "state": "closed", "closed_at": now}
         conn.execute(insert_ignore(conn, s.business_days).values(**closed))  # never opened
     return acquirer_totals(conn, acquirer_id, day)
-
