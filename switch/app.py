@@ -10,7 +10,7 @@ half-written transaction nor a committed one unanswered.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -34,6 +34,7 @@ from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
 from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference, load_reference
+from switch.ledger.retention import CHUNK, RETAINED, purge_chunk
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
 from switch.security.keystore import KeyRing, expire_grace, keys_version, load_keys
@@ -98,6 +99,7 @@ class SwitchApp:
         self.worker = worker
         self.channels: list[Channel] = []
         self.ports: dict[str, int] = {}
+        self._purge_stopping = False
 
     def prepare(self) -> None:
         s = self.settings
@@ -118,6 +120,7 @@ class SwitchApp:
             s.ledger.queue_max,
             deadline=s.ledger.deadline,
             call_later=self.reactor.callLater,
+            business_day=lambda now: business_day(now, s.cutover, s.timezone),
         )
         metrics.LEDGER_QUEUE.set_function(self.writer.depth)
         self.reads = Reads(
@@ -158,6 +161,9 @@ class SwitchApp:
         self._key_watch = LoopingCall(self.check_keys)
         self._key_watch.clock = self.reactor
         self._key_watch.start(self.settings.hsm.key_refresh, now=False)
+        self._purge = LoopingCall(self.purge_expired)
+        self._purge.clock = self.reactor
+        self._purge.start(self.settings.ledger.purge_every, now=True)
         for cs in self.settings.channels:
             if cs.enabled:
                 channel = Channel(self.reactor, cs, self.pipeline)
@@ -183,6 +189,26 @@ class SwitchApp:
         d.addCallback(self._set_reference)
         d.addErrback(self._refresh_failed)
         return d
+
+    def purge_expired(self) -> Deferred[None]:
+        """Delete identity rows past their retention, chunk by chunk on the read pool
+        (``switch/ledger/retention.py``); a failure is logged and tried again next time."""
+        days = self.settings.ledger.request_retention_days
+        d = self._purge_all(datetime.now(UTC) - timedelta(days=days))
+        d.addErrback(lambda f: log.warning("purge of expired requests failed", error=str(f.value)))
+        return d
+
+    @inlineCallbacks
+    def _purge_all(self, before: datetime):  # type: ignore[no-untyped-def]
+        total = 0
+        for column in RETAINED:
+            while True:
+                deleted = yield self.reads.transaction(purge_chunk, column, before)
+                total += deleted
+                if deleted < CHUNK or self._purge_stopping:
+                    break
+        if total:
+            log.info("expired requests purged", rows=total, before=before.isoformat())
 
     def check_keys(self) -> Deferred[None]:
         """Reload the keys if another node or worker changed them (a cheap poll)."""
@@ -252,7 +278,8 @@ class SwitchApp:
     @inlineCallbacks
     def stop(self):  # type: ignore[no-untyped-def]
         log.info("stopping: no new connections or requests, answering those in flight")
-        for loop in (self._refresh, self._key_watch):
+        self._purge_stopping = True
+        for loop in (self._refresh, self._key_watch, self._purge):
             if loop.running:
                 loop.stop()
         if self._cutover_call.active():

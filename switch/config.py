@@ -47,6 +47,8 @@ class LedgerSettings:
     # seconds from a request's arrival: by then it is answered, with its outcome or with
     # 96 (nothing recorded); only a request whose COMMIT is under way waits for the truth
     deadline: float = 10.0
+    request_retention_days: int = 35  # request rows kept (< 300: DE 7 has no year)
+    purge_every: float = 3600.0  # seconds between purges of expired request rows
 
 
 @dataclass(frozen=True)

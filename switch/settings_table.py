@@ -148,6 +148,17 @@ RULES: dict[str, Rule] = {
         "0-300, more than 0",
         between(0, 300, above=True),
     ),
+    "ledger.request_retention_days": Rule(
+        "days request rows and transaction identities are kept to recognise repeats and"
+        " reversals (DE 7 has no year: a year's identities would collide)",
+        "1-299",
+        between(1, 299),
+    ),
+    "ledger.purge_every": Rule(
+        f"{SECONDS} between purges of expired rows (off the hot path)",
+        "0-86400, more than 0",
+        between(0, 86400, above=True),
+    ),
     "database.connect_timeout": Rule(
         f"{SECONDS} to open a PostgreSQL connection (0: no bound)", "0-60", between(0, 60)
     ),

@@ -39,6 +39,12 @@ def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load().db_url() == "postgresql+psycopg2://u@h/db"
 
 
+def test_request_retention_defaults_well_under_a_year(tmp_path: Path) -> None:
+    assert load().ledger.request_retention_days == 35
+    path = _write(tmp_path, "[ledger]\nrequest_retention_days = 299\npurge_every = 60\n")
+    assert (load(path).ledger.request_retention_days, load(path).ledger.purge_every) == (299, 60)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -51,6 +57,15 @@ def test_db_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[ledger]\ndeadline = 0\n", "[ledger] deadline = 0: must be more than 0"),
         ('[database]\nstatement_timeout = "5s"\n', "statement_timeout = '5s': expected float"),
         ("[database]\nstatment_timeout = 5\n", "[database] unknown setting(s)"),
+        (
+            "[ledger]\nrequest_retention_days = 300\n",
+            "request_retention_days = 300: must be from 1 to 299",
+        ),
+        (
+            "[ledger]\nrequest_retention_days = 0\n",
+            "request_retention_days = 0: must be from 1 to 299",
+        ),
+        ("[ledger]\npurge_every = 0\n", "purge_every = 0: must be more than 0"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, text: str, message: str) -> None:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection
 
 from switch.ledger import schema as s
+from switch.ledger.accounts import ensure_used
 from switch.ledger.sql import bind, insert_rows, next_ids
 
 
@@ -49,6 +50,7 @@ def post_all(conn: Connection, postings: Sequence[Posting], now: datetime) -> No
     (the journal ids are taken first, so the entries need no RETURNING)."""
     if not postings:
         return
+    ensure_used(conn, {code for p in postings for code, _ in p.legs})
     ids = next_ids(conn, s.journal, len(postings))
     day = bind(conn, s.journal.c.business_day)
     at = bind(conn, s.journal.c.created_at)(now)

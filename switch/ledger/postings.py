@@ -30,12 +30,7 @@ from switch.ledger.orders import (
     RequestKey,
     key_clause,
 )
-from switch.ledger.payments import (
-    PaymentOrder,
-    allocate,
-    amount_rule_violation,
-    open_amounts,
-)
+from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
 from switch.ledger.reversals import ReversalOrder, original_key, original_payments
 from switch.ledger.sql import bind, insert_rows
 
@@ -194,9 +189,8 @@ def _insert_requests(conn: Connection, rows: list[tuple[object, ...]]) -> None:
 
 
 def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[list[int]]:
-    """Payments, then reversals, each kind applied at once; or arrival order where that
-    would give another answer (a reversal before its own payment, or before a later
-    payment of the same account, which must see the debt the reversal reopened)."""
+    """Payments, then reversals, each kind applied at once, when that gives exactly what
+    arrival order gives (answers, DU, ledger); else arrival order (``_order_matters``)."""
     payments = [i for i in live if isinstance(orders[i], PaymentOrder)]
     reversals = [i for i in live if isinstance(orders[i], ReversalOrder)]
     if payments and reversals and len(payments) + len(reversals) == len(live):
@@ -223,42 +217,33 @@ def _runs(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
 def _order_matters(
     conn: Connection, orders: Sequence[Order], payments: list[int], reversals: list[int]
 ) -> bool:
+    """Whether moving the payments before the reversals could change anything.
+
+    Only a payment that arrived after a reversal is moved before it, so only such pairs
+    can differ: a payment of the very transaction the reversal names (its original), or
+    of an account the reversal touches (the debts it reopens decide the payment's answer,
+    which debts and periods it pays, and its DU), or any on-us wallet payment (a reversal
+    may refill the wallet). Reversals of other accounts, the common case, still batch.
+    """
     if any(orders[i].wallet for i in payments):  # type: ignore[attr-defined]
-        return True  # a reversal may refill a wallet a later payment needs: keep it simple
-    in_batch = {original_key(orders[i].key): i for i in payments}
+        return True
+    last_payment: dict[tuple[str, str, str, str], int] = {}
+    for i in payments:  # a 0200 and its 0220 share the identity: the later one counts
+        last_payment[original_key(orders[i].key)] = i
+    touched: dict[tuple[str, str], int] = {}  # account -> first reversal touching it
     stored = original_payments(conn, [orders[i].original for i in reversals])  # type: ignore[attr-defined]
-    first_reversal: dict[tuple[str, str], int] = {}
     for i in reversals:
         key = original_key(orders[i].original)  # type: ignore[attr-defined]
-        if key in in_batch:
-            if in_batch[key] > i:
+        if key in last_payment:
+            if last_payment[key] > i:
                 return True
-            account = orders[in_batch[key]].account_key  # type: ignore[attr-defined]
+            touched.setdefault(orders[last_payment[key]].account_key, i)  # type: ignore[attr-defined]
         elif key in stored:
-            account = (stored[key].biller_code, stored[key].account)
-        else:
-            continue
-        first_reversal.setdefault(account, i)
-    touched = {
-        orders[i].account_key  # type: ignore[attr-defined]
+            touched.setdefault((stored[key].biller_code, stored[key].account), i)
+    return any(
+        i > touched.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
         for i in payments
-        if i > first_reversal.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
-    }
-    same = [orders[i] for i in payments if orders[i].account_key in touched]  # type: ignore[attr-defined]
-    return bool(touched) and _reopening_could_change(conn, same)
-
-
-def _reopening_could_change(conn: Connection, payments: list) -> bool:  # type: ignore[type-arg]
-    """Whether a debt a reversal reopens could change a later payment's answer: only if
-    the biller wants exact amounts, or the batch's payments of the account exceed what
-    is open before the batch. (Which period a payment pays may differ; amounts cannot.)"""
-    if any(p.biller is None or not p.biller.partial_allowed for p in payments):
-        return True
-    paying: dict[tuple[str, str], int] = {}
-    for p in payments:
-        paying[p.account_key] = paying.get(p.account_key, 0) + p.amount
-    due = open_amounts(conn, set(paying))
-    return any(amount > due.get(key, 0) for key, amount in paying.items())
+    )
 
 
 def _apply_stage(

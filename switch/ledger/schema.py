@@ -109,6 +109,8 @@ requests = Table(
         "stan", "transmitted", "acquirer_id", "terminal_id", "mti", name="uq_requests_key"
     ),
 )
+# The retention purge finds old rows by time (migration 0007; switch/ledger/retention.py).
+Index("ix_requests_created_at", requests.c.created_at)
 
 payments = Table(
     "payments",
@@ -238,3 +240,4 @@ transactions = Table(
     Column("payment_id", Integer, comment="the payment of a paid transaction"),
     Column("created_at", DateTime(timezone=True), nullable=False, comment="for the purge by age"),
 )
+Index("ix_transactions_created_at", transactions.c.created_at)

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
@@ -47,6 +47,7 @@ from twisted.internet.defer import Deferred
 
 from switch import metrics
 from switch.errors import Overloaded, SystemFailure
+from switch.ledger.days import open_day
 from switch.ledger.landed import session_over, stored_responses
 from switch.ledger.postings import ConcurrentRequest, Order, Recorded, record_batch
 
@@ -121,7 +122,14 @@ class LedgerWriter:
         queue_max: int = 20000,
         deadline: float = 10.0,
         call_later: CallLater | None = None,
+        business_day: Callable[[datetime], date] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``business_day`` maps the batch's clock to its calendar business day (the
+        cut-over rule); with it, each transaction takes the first open day from there
+        (``days.open_day``) instead of the day each order was received in."""
+        self._business_day = business_day
+        self._clock = clock
         self._engine = engine
         self._call_from_thread = call_from_thread
         self._call_later = call_later
@@ -278,7 +286,7 @@ class LedgerWriter:
         """Record the batch; returns the orders to try again, and whether the database
         failed (then the next try waits a little)."""
         metrics.BATCH_SIZE.observe(len(batch))
-        now = datetime.now(UTC)
+        now = self._clock()
         for look_up in (False, True):
             try:
                 self._answer(batch, self._transaction(batch, now, look_up))
@@ -329,7 +337,9 @@ class LedgerWriter:
             backend = conn.info.get("backend")
             tx = conn.begin()
             try:
-                results = record_batch(conn, [t.order for t in batch], now, look_up=look_up)
+                orders = [t.order for t in batch]
+                self._take_day(conn, orders, now)
+                results = record_batch(conn, orders, now, look_up=look_up)
                 self._claim(batch)
             except BaseException:
                 _quietly(tx.rollback)
@@ -340,6 +350,14 @@ class LedgerWriter:
                 log.error("ledger COMMIT failed; finding out", size=len(batch), error=str(exc))
                 raise _CommitFailed(backend) from exc
         return results
+
+    def _take_day(self, conn: Connection, orders: Sequence[Order], now: datetime) -> None:
+        """The transaction's first statement: the business day its orders belong to, the
+        one open at commit by the batch's own clock, locked against closing until then."""
+        if self._business_day is not None:
+            day = open_day(conn, self._business_day(now))
+            for order in orders:
+                order.business_day = day
 
     def _claim(self, batch: list[_Ticket]) -> None:
         """Just before COMMIT: every order still unanswered and in time is now committing;

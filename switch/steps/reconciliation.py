@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from iso.amounts import net_settlement, parse_signed
 from iso.errors import IsoFormatError
 from switch.errors import FormatError
-from switch.ledger.queries import Totals, acquirer_totals
+from switch.ledger.days import closed_day_totals
+from switch.ledger.queries import Totals
 from switch.services import Services
 from switch.transaction import Transaction
 
@@ -65,7 +66,12 @@ def _matches(t: Transaction, ours: dict[str, str]) -> bool:
 async def reconcile(t: Transaction, sv: Services) -> dict[str, str]:
     assert t.terminal is not None
     day = settlement_day(t)
-    totals = await sv.reads.run(acquirer_totals, t.terminal.acquirer_id, day)
+    # A past day is closed first (waiting for batches writing into it), so the totals
+    # answered are final; a transaction, since closing writes.
+    assert t.business_day is not None
+    totals = await sv.reads.transaction(
+        closed_day_totals, t.terminal.acquirer_id, day, t.business_day, datetime.now(UTC)
+    )
     ours = totals_fields(totals)
     if _matches(t, ours):
         return t.response("00", {})

@@ -349,6 +349,7 @@ def _statements(ledger: Engine, orders: list) -> list[str]:  # type: ignore[type
 
 def test_identities_cost_one_statement_per_batch_of_payments(ledger: Engine) -> None:
     """The approved-payment path gains one multi-row insert per batch, whatever its size."""
+    _statements(ledger, [payment(_util(ledger), "1000002", 10)])  # accounts now known here
     few = _statements(ledger, [payment(_util(ledger), "1000002", 10) for _ in range(2)])
     many = _statements(ledger, [payment(_util(ledger), "1000002", 10) for _ in range(40)])
     assert len(few) == len(many)
