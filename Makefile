@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/billswitch run
+	$(BIN)/billswitch run --demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -43,8 +43,14 @@ class SwitchProcess:
     @classmethod
     @contextmanager
     def start(
-        cls, home: Path, db_url: str, extra_config: str = "", args: Sequence[str] = ()
+        cls,
+        home: Path,
+        db_url: str,
+        extra_config: str = "",
+        args: Sequence[str] = (),
+        demo: bool = True,
     ) -> Iterator[SwitchProcess]:
+        """``demo``: start with ``--demo`` (demo data under the test LMK), as most tests need."""
         config = home / "billswitch.toml"
         config.write_text(CONFIG.format(extra=extra_config))
         log_path = home / "switch.log"
@@ -62,6 +68,7 @@ class SwitchProcess:
                     str(config),
                     "--db",
                     db_url,
+                    *(["--demo"] if demo else []),
                     *args,
                 ],
                 stdout=log,

@@ -17,7 +17,15 @@ from switch.config import load
 
 
 def _demo(home: Path) -> None:
-    prepare_database(load(home=home), Hasher(load_or_create_key(home / "hash.key")))
+    """Demo data, and a configuration naming the test LMK (the demo keys are under it)."""
+    (home / "billswitch.toml").parent.mkdir(parents=True, exist_ok=True)
+    (home / "billswitch.toml").write_text('demo_data = true\n[hsm]\nlmk = "test"\n')
+    settings = load(home / "billswitch.toml", home=home)
+    prepare_database(settings, Hasher(load_or_create_key(home / "hash.key")))
+
+
+def _with_config(home: Path, args: list[str]) -> list[str]:
+    return [*args, "--config", str(home / "billswitch.toml")]
 
 
 def _out(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
@@ -77,7 +85,7 @@ def test_keys_refuse_an_unknown_owner(tmp_path: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     for owner in ("100001:ATM09999", "999999:", "100001", "issuers"):
         args = ["keys", "generate", "--owner", owner, "--kind", "TAK", "--home", str(tmp_path)]
-        assert main(args) == 2
+        assert main(_with_config(tmp_path, args)) == 2
         assert f"unknown owner {owner!r}" in _out(capsys)[1]
 
 
@@ -100,6 +108,7 @@ def test_replacing_an_active_key_needs_replace_and_keeps_the_grace(
     _demo(tmp_path)
     capsys.readouterr()
     args = ["keys", "generate", "--owner", "100001:ATM00001", "--kind", "TAK"]
+    args = _with_config(tmp_path, args)
     assert main([*args, "--home", str(tmp_path)]) == 2
     assert "has an active TAK (KCV 7B8358); add --replace" in _out(capsys)[1]
     assert [s for s, _ in _key_states(tmp_path, "100001:ATM00001", "TAK")] == ["active"]
@@ -161,7 +170,7 @@ def test_hsm_sim_warns_of_the_test_lmk_and_says_when_it_stops() -> None:
     import signal
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli", "hsm-sim", "--port", "0"],
+        [sys.executable, "-m", "switch.cli", "hsm-sim", "--port", "0", "--lmk", "test"],
         stderr=subprocess.PIPE,
         text=True,
     )

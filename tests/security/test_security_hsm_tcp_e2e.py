@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,13 @@ PAN = "9990001000000001"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def hsm_port(tmp_path: Path) -> Iterator[int]:
+@contextmanager
+def simulator(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """The simulator (test LMK) as a process: its port, and the process to stop it early."""
     log = tmp_path / "hsm.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hsm_sim", "--port", "0"],
+            [sys.executable, "-m", "hsm_sim", "--port", "0", "--lmk", "test"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -45,14 +47,21 @@ def hsm_port(tmp_path: Path) -> Iterator[int]:
         while time.monotonic() < deadline:
             found = re.search(r"listening [\d.]+:(\d+)", log.read_text())
             if found:
-                yield int(found.group(1))
+                yield int(found.group(1)), proc
                 break
             time.sleep(0.05)
         else:
             raise RuntimeError("hsm_sim did not start: " + log.read_text())
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def hsm_port(tmp_path: Path) -> Iterator[int]:
+    with simulator(tmp_path) as (port, _):
+        yield port
 
 
 def test_mac_and_pin_through_the_simulator(tmp_path: Path, hsm_port: int) -> None:
@@ -81,11 +90,16 @@ def test_mac_and_pin_through_the_simulator(tmp_path: Path, hsm_port: int) -> Non
 
 
 def test_hsm_unreachable_gets_96_and_moves_no_money(tmp_path: Path) -> None:
-    extra = (
-        '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
-        '[hsm]\nurl = "tcp://127.0.0.1:1"\ntimeout = 0.5\n'
-    )
-    with SwitchProcess.start(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", extra) as proc:
-        with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
-            assert conn.call(c.network("001"))["39"] == "96"
-        assert "Traceback" not in proc.log_text()
+    """The switch starts only after the HSM told it its LMK; if it goes away later, 96."""
+    with simulator(tmp_path) as (port, hsm):
+        extra = (
+            '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
+            f'[hsm]\nurl = "tcp://127.0.0.1:{port}"\ntimeout = 0.5\n'
+        )
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        with SwitchProcess.start(tmp_path, url, extra) as proc:
+            hsm.send_signal(signal.SIGTERM)
+            hsm.wait(timeout=20)
+            with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
+                assert conn.call(c.network("001"))["39"] == "96"
+            assert "Traceback" not in proc.log_text()
