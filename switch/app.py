@@ -1,6 +1,7 @@
 """Wiring: database, ledger writer, read pool, pipeline, channels, metrics.
 
-``SwitchApp.prepare`` runs before the reactor (schema, demo data, caches);
+``SwitchApp.prepare`` runs before the reactor (the HSM and its LMK checked,
+schema, demo data if asked, caches);
 ``start`` listens; ``stop`` (a reactor "before shutdown" trigger) stops
 listening, lets the ledger writer commit everything already queued, then
 closes connections, so Ctrl-C never leaves a half-written transaction.
@@ -19,13 +20,12 @@ from twisted.internet.threads import deferToThread
 
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
-from hsm_sim.interface import Hsm
 from routing.adapters.held import HeldDebtsAdapter
 from routing.routes import Router
 from switch import demo, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
-from switch.config import HsmSettings, Settings
+from switch.config import Settings
 from switch.custody import Custody, CustodyError, open_custody
 from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
@@ -92,12 +92,6 @@ def check_demo(settings: Settings, custody: Custody) -> None:
         raise CustodyError(
             f"demo_data needs the test LMK (the demo keys are stored under it), not {custody.name}"
         )
-
-
-def make_hsm(settings: HsmSettings, reactor: Any) -> Hsm:
-    """The configured HSM, its LMK checked (switch/custody.py): the in-process software HSM
-    under its LMK file, or a payShield-protocol client (simulator or real)."""
-    return open_custody(settings, reactor).hsm
 
 
 def _load_reference(conn: Connection, now: datetime) -> Reference:

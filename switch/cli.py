@@ -228,7 +228,9 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
 
     custody = open_custody(settings.hsm)  # each worker checks too; this one says it once
     check_demo(settings, custody)
-    custody.hsm.close()  # type: ignore[attr-defined]
+    close = getattr(custody.hsm, "close", None)  # a TCP HSM's probe connection
+    if close is not None:
+        close()
     make_home(settings.home)
     hasher = Hasher(load_or_create_key(settings.home / "hash.key"))
     prepare_database(settings, hasher)

@@ -75,7 +75,8 @@ def test_workers_that_cannot_listen_are_reported(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        path = _write(tmp_path, f"metrics_port = 0\n[channels.atm]\nport = {port}\n")
+        config = f'metrics_port = 0\n[hsm]\nlmk = "test"\n[channels.atm]\nport = {port}\n'
+        path = _write(tmp_path, config)
         code = main(["run", "--config", str(path), "--home", str(tmp_path), "--workers", "2"])
     assert code == 2
     last = capsys.readouterr().err.splitlines()[-1]
