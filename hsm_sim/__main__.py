@@ -76,8 +76,8 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
 
+    forbid_core_dumps()  # before the LMK is read: it must never be in a core file
     lmk_set = _load_lmk(args.lmk)
-    forbid_core_dumps()
     factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame)
     try:
         port = listen(reactor, factory, args.host, args.port)

@@ -7,7 +7,8 @@ by default, and named by its check value wherever keys are touched:
 - ``[hsm] url = "software"`` (in-process HSM): ``[hsm] lmk`` is an LMK file
   (``billswitch lmk generate``) or ``"test"`` for the public payShield test
   LMK. Nothing set: nothing starts. A file holding the test LMK is refused
-  unless ``allow_test_lmk = true``.
+  unless ``allow_test_lmk = true``; a file of a real LMK that other users
+  may read is refused (as ssh refuses such a private key).
 - ``url = "tcp://..."`` (simulator or payShield): the HSM is asked for its LMK
   check value (NC) before anything else, and it must be ``[hsm] lmk_check``.
   The test LMK's is refused unless ``allow_test_lmk = true`` (or ``lmk =
@@ -18,6 +19,7 @@ The test LMK, where allowed, is warned of at every start.
 
 from __future__ import annotations
 
+import stat
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +79,16 @@ def software_lmk(settings: HsmSettings) -> lmk.LmkSet:
         raise CustodyError(f"cannot read LMK file {path}: {exc.strerror}") from None
     except ValueError as exc:  # the message names a line number, never its text
         raise CustodyError(f"{path} is not an LMK file: {exc}") from None
-    if lmk.is_test_lmk(lmk.lmk_check_value(lmk_set)) and not settings.allow_test_lmk:
+    if lmk.is_test_lmk(lmk.lmk_check_value(lmk_set)):
+        if not settings.allow_test_lmk:
+            raise CustodyError(
+                f"{path} holds the public payShield test LMK: refused"
+                ' (lmk = "test" or allow_test_lmk = true say it is meant)'
+            )
+    elif stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise CustodyError(
-            f"{path} holds the public payShield test LMK: refused"
-            ' (lmk = "test" or allow_test_lmk = true say it is meant)'
+            f"LMK file {path} is readable by other users"
+            f" (mode {stat.S_IMODE(path.stat().st_mode):04o}): chmod 600 it"
         )
     return lmk_set
 

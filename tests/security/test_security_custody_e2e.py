@@ -217,6 +217,14 @@ def test_a_bad_lmk_file_line_is_never_echoed(tmp_path: Path) -> None:
     assert status == 2 and "SECRET" not in out and "Traceback" not in out
 
 
+def test_an_lmk_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lmk.txt"
+    make_lmk(path)
+    path.chmod(0o644)
+    status, out = run_until_exit(tmp_path / "home", f'[hsm]\nlmk = "{path}"\n')
+    assert status == 2 and "readable by other users (mode 0644): chmod 600 it" in out
+
+
 def test_demo_runs_the_test_lmk_and_warns_at_every_start(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'billswitch.db'}"
     for _ in range(2):
