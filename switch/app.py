@@ -113,9 +113,9 @@ class SwitchApp:
 
     def prepare(self) -> None:
         s = self.settings
-        make_home(s.home)
         custody = open_custody(s.hsm, self.reactor)  # before anything: refuse a wrong LMK
         check_demo(s, custody)
+        make_home(s.home)
         log.info("HSM ready", hsm=s.hsm.url, lmk=custody.check_value[:6])
         if custody.warning():
             log.warning(custody.warning())

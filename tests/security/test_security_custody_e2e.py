@@ -131,6 +131,9 @@ def test_run_without_an_lmk_does_not_start(tmp_path: Path) -> None:
     assert status == 2, out
     assert "[hsm] lmk is not set" in out and "Traceback" not in out
     assert not (tmp_path / "home" / "billswitch.db").exists()
+    assert not (tmp_path / "elsewhere").exists()  # nothing created before the LMK is known
+    status, out = run_until_exit(tmp_path / "home", "", "--home", str(tmp_path / "elsewhere"))
+    assert status == 2 and not (tmp_path / "elsewhere").exists()
 
 
 def test_lmk_generate_writes_0600_names_check_values_and_never_overwrites(
