@@ -85,6 +85,9 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.socketError}") from None
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A SIGTERM between the listening line and reactor.run (which installs its own handler)
+    # must stop us cleanly too: scripts send it as soon as they have read that line.
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callWhenRunning(reactor.stop))
     check = lmk.lmk_check_value(lmk_set)[:6]
     _say(prog, f"listening {args.host}:{port.getHost().port} (LMK {check}; Ctrl-C stops)")
     # After the listening line: scripts read that one first.

@@ -11,6 +11,14 @@ from switch.cli import main
 from switch.config import ConfigError, load
 
 
+@pytest.fixture(autouse=True)
+def _unconfigured_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main(["run", ...])`` would configure logging (cached loggers) onto this test's
+    captured stderr, which is closed after it: later tests in this process would then
+    log into a closed file. These tests are about errors, not log lines."""
+    monkeypatch.setattr("switch.logs.configure", lambda *args, **kwargs: None)
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "billswitch.toml"
     path.write_text(text)
