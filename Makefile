@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/billswitch run
+	$(BIN)/billswitch run --demo
 
 lint: install
 	$(BIN)/ruff check .

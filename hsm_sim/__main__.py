@@ -1,8 +1,10 @@
 """``python -m hsm_sim``: the payShield simulator as a standalone server.
 
-It loads the payShield test LMK unless ``--lmk FILE`` names a production
-set (one ``NN-NN HEX32`` line per pair). Problems with the command line or
-the LMK file end with a one-line message and exit status 2.
+It needs ``--lmk FILE`` (one ``NN-NN HEX32`` line per pair, made by
+``billswitch lmk generate``), or ``--lmk test`` for the public payShield test
+LMK, said explicitly and warned of. Problems with the command line or the
+LMK file end with a one-line message and exit status 2 (never quoting the
+file: it is LMK material). Core dumps are disabled: the process holds clear keys.
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ import signal
 import sys
 from pathlib import Path
 
+from hsm_sim.core_dumps import forbid_core_dumps
 from hsm_sim.crypto import lmk
 from hsm_sim.server import DEFAULT_HEADER_LENGTH, DEFAULT_MAX_FRAME, HsmServerFactory, listen
 from hsm_sim.software import HsmCore
 
 PROG = "hsm_sim"
+TEST = "test"  # --lmk test: the public payShield test LMK
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=__doc__.splitlines()[0],
-        epilog=f"example: {prog} --port 1500 --lmk /etc/billswitch/lmk.txt",
+        epilog=f"examples: {prog} --port 1500 --lmk /etc/billswitch/lmk.txt\n"
+        f"          {prog} --port 0 --lmk test   (public test LMK: tests and demos only)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=1500, help="TCP port (0: any free port)")
@@ -33,7 +39,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=DEFAULT_HEADER_LENGTH,
         help="characters of header echoed back (default 4)",
     )
-    parser.add_argument("--lmk", type=Path, help="LMK file (default: the payShield test LMK)")
+    parser.add_argument(
+        "--lmk",
+        metavar="FILE|test",
+        help="LMK file (billswitch lmk generate), or 'test' for the public payShield test LMK",
+    )
     parser.add_argument(
         "--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="longest accepted frame"
     )
@@ -50,10 +60,16 @@ class UsageError(Exception):
     """A problem with the command line or a file it names: one line, exit status 2."""
 
 
-def _load_lmk(path: Path | None) -> lmk.LmkSet:
+def _load_lmk(name: str | None) -> lmk.LmkSet:
     """The LMK set; a bad file's own message is not shown, since it may quote a key."""
-    if path is None:
+    if name is None:
+        raise UsageError(
+            "--lmk is required: an LMK file (billswitch lmk generate --out FILE),"
+            " or --lmk test for the public payShield test LMK"
+        )
+    if name == TEST:
         return lmk.TEST_LMK
+    path = Path(name)
     try:
         return lmk.load_lmk_file(path)
     except OSError as exc:
@@ -66,6 +82,7 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
 
+    forbid_core_dumps()  # before the LMK is read: it must never be in a core file
     lmk_set = _load_lmk(args.lmk)
     factory = HsmServerFactory(HsmCore(lmk_set), args.header_length, args.max_frame, args.delay)
     try:
@@ -74,6 +91,9 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.socketError}") from None
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A SIGTERM between the listening line and reactor.run (which installs its own handler)
+    # must stop us cleanly too: scripts send it as soon as they have read that line.
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callWhenRunning(reactor.stop))
     check = lmk.lmk_check_value(lmk_set)[:6]
     # Said once the reactor's signal handlers are in place: a SIGTERM from whoever
     # waited for the line stops the simulator cleanly.
@@ -85,7 +105,7 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
 
 def _listening(prog: str, where: str, check: str, lmk_file: Path | None) -> None:
     _say(prog, f"listening {where} (LMK {check}; Ctrl-C stops)")
-    if lmk_file is None:  # after the listening line: scripts read that one first
+    if lmk.is_test_lmk(check):  # after the listening line: scripts read that one first
         _say(
             prog,
             f"WARNING: running the public payShield test LMK (check value {check});"

@@ -540,6 +540,19 @@ class PayShieldClient:
         return self._call("BU", values, _answer_field, "kcv")
 
     @_deferred
+    def form_key(
+        self, key_type: str, components: tuple[KeyUnderLmk, ...], scheme: str = "U"
+    ) -> Deferred[KeyUnderLmk]:
+        values = {"count": str(len(components)), "key_type": key_type, "scheme": scheme}
+        if len(components) > 9:
+            raise InvalidInput("at most 9 components")
+        for i, component in enumerate(components, 1):
+            check_key_type(component, (key_type,))
+            values[f"component{i}"] = component.value
+        d = self._call("A4", values)
+        return d.addCallback(lambda f: KeyUnderLmk(key_type, f["key"], f["kcv"]))
+
+    @_deferred
     def generate_cvv(
         self, cvk: KeyUnderLmk, pan: str, expiry: str, service_code: str
     ) -> Deferred[str]:

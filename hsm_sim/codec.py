@@ -188,6 +188,27 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """As many keys as an earlier digit field says (A4's components): ``name1``..``nameN``."""
+
+    count: str
+    name: str
+
+    def _keys(self, values: Mapping[str, str]) -> list[Key]:
+        count = values.get(self.count, "")
+        if not count.isdigit():
+            raise InvalidInput(f"{self.count}: missing")
+        return [Key(f"{self.name}{i}") for i in range(1, int(count) + 1)]
+
+    def decode(self, cursor: Cursor, out: Fields) -> None:
+        for key in self._keys(out):
+            key.decode(cursor, out)
+
+    def encode(self, values: Mapping[str, str]) -> str:
+        return "".join(key.encode(values) for key in self._keys(values))
+
+
+@dataclass(frozen=True)
 class Literal:
     """A fixed delimiter such as ``;``."""
 

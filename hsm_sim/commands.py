@@ -111,6 +111,14 @@ def _generate_key(core: HsmCore, f: Fields) -> Fields:
     }
 
 
+def _form_key(core: HsmCore, f: Fields) -> Fields:
+    key_type = f["key_type"].upper()
+    count = int(f["count"])
+    parts = tuple(KeyUnderLmk(key_type, f[f"component{i}"]) for i in range(1, count + 1))
+    key = core.form_key(key_type, parts, f["scheme"])
+    return {"key": key.value, "kcv": key.kcv}
+
+
 def _check_value(core: HsmCore, f: Fields) -> Fields:
     code = f["type_code"].upper()
     key_type = f["key_type"].upper() if code == "FF" else _pick(BU_KEY_TYPES, code, "key type")
@@ -232,6 +240,7 @@ def _verify_mac(core: HsmCore, f: Fields) -> Fields:
 HANDLERS: dict[str, Handler] = {
     "NC": _diagnostics,
     "A0": _generate_key,
+    "A4": _form_key,
     "BU": _check_value,
     "FA": _import_zpk,
     "HC": _terminal_key,

@@ -39,6 +39,7 @@ MAC_KEYS = (TAK, ZAK)
 KEKS = (ZMK, TMK)  # keys a new key may be exported under
 ZMKS = (ZMK,)
 IMPORTABLE = (ZPK,)  # FA imports ZPKs only
+COMPONENT_COUNTS = range(2, 10)  # A4: no one custodian knows the key, at most 9 parts
 CVKS = (CVK,)
 MAC_LENGTHS = (8, 16)  # hex characters
 
@@ -144,6 +145,12 @@ class CodedError(HsmError):
         super().__init__(self.CODE, detail or (self.__doc__ or "").strip())
 
 
+class InvalidComponentCount(CodedError):
+    """Invalid number of components (a key is formed from 2 to 9)."""
+
+    CODE = "03"
+
+
 class VerificationFailed(CodedError):
     """Verification failed (verify operations return False instead)."""
 
@@ -225,6 +232,7 @@ class KeyBlockAuthentication(CodedError):
 ERRORS: dict[str, type[CodedError]] = {
     cls.CODE: cls
     for cls in (
+        InvalidComponentCount,
         VerificationFailed,
         SourceKeyParity,
         DestinationKeyParity,
@@ -353,6 +361,19 @@ class Hsm(Protocol):
 
     def key_check_value(self, key: KeyUnderLmk) -> Deferred[str]:
         """The 16-hex check value of a key under the LMK (BU); the first 6 are its KCV."""
+        ...
+
+    def form_key(
+        self, key_type: str, components: tuple[KeyUnderLmk, ...], scheme: str = "U"
+    ) -> Deferred[KeyUnderLmk]:
+        """A key from 2 to 9 components, each under the LMK as ``key_type`` (A4).
+
+        The components are XORed inside the HSM and odd parity is forced on the
+        result; a component of even parity is refused (10). Clear components
+        reach an HSM only at its console (payShield FK/EC), never over the host
+        link; only the software HSM, which runs in the operator's process, also
+        takes them typed in (``SoftwareHsm.encrypt_component``).
+        """
         ...
 
     def generate_cvv(

@@ -12,7 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hsm_sim.codec import Data, Delimited, Digits, Hex, Key, Layout, Literal, Text, Until, When
+from hsm_sim.codec import (
+    Counted,
+    Data,
+    Delimited,
+    Digits,
+    Hex,
+    Key,
+    Layout,
+    Literal,
+    Text,
+    Until,
+    When,
+)
 from hsm_sim.interface import TAK, TMK, TPK, ZAK, ZMK, ZPK
 
 
@@ -110,6 +122,16 @@ COMMANDS: dict[str, CommandLayout] = {
         ),
         (Key("key"), When("mode", ("1",), (Key("key_under_kek"),)), Hex("kcv", 6)),
         "generate a key",
+    ),
+    "A4": CommandLayout(
+        (
+            Digits("count", 1),
+            Hex("key_type", 3),
+            Text("scheme", 1),
+            Counted("count", "component"),
+        ),
+        (Key("key"), Hex("kcv", 6)),
+        "form a key from components under the LMK",
     ),
     "BU": CommandLayout(
         (

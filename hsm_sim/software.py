@@ -27,6 +27,7 @@ from hsm_sim.crypto import cvv, des, engine, kcv, lmk, pin_verify, pinblock
 from hsm_sim.crypto.engine import WorkingKey
 from hsm_sim.crypto.errors import CryptoError, PinBlockError, PinLengthError
 from hsm_sim.interface import (
+    COMPONENT_COUNTS,
     CVKS,
     IMPORTABLE,
     KEKS,
@@ -43,6 +44,7 @@ from hsm_sim.interface import (
     HsmError,
     IbmParameters,
     IncompatibleKeyLength,
+    InvalidComponentCount,
     InvalidInput,
     InvalidPinBlock,
     InvalidPinBlockFormat,
@@ -267,6 +269,37 @@ class HsmCore:
     @_hsm_errors
     def key_check_value(self, key: KeyUnderLmk) -> str:
         return kcv.kcv_des(self._clear(key, tuple(lmk.KEY_TYPES))).hex().upper()
+
+    @_hsm_errors
+    def encrypt_component(self, key_type: str, clear: bytes) -> KeyUnderLmk:
+        """A clear key component under the LMK, with its KCV (the console's EC command).
+
+        Only the in-process HSM offers this: the clear component is typed into the
+        process that holds the LMK. Parity is forced (it is not part of the key).
+        """
+        if key_type not in lmk.KEY_TYPES or len(clear) not in SCHEME_FOR_LENGTH:
+            raise InvalidInput("unknown key type or component length")
+        return self._under_lmk(key_type, des.fix_parity(clear), SCHEME_FOR_LENGTH[len(clear)])
+
+    @_hsm_errors
+    def form_key(
+        self, key_type: str, components: tuple[KeyUnderLmk, ...], scheme: str = "U"
+    ) -> KeyUnderLmk:
+        """A4: components are unwrapped here only, never cached with the working keys."""
+        if len(components) not in COMPONENT_COUNTS:
+            raise InvalidComponentCount()
+        if key_type not in lmk.KEY_TYPES or scheme not in LMK_SCHEMES:
+            raise InvalidInput("unknown key type or key scheme")
+        clear = bytes(LMK_SCHEMES[scheme])
+        for component in components:
+            check_key_type(component, (key_type,))
+            part = lmk.decrypt_key(self._lmk, key_type, component.value)
+            if not des.has_odd_parity(part):
+                raise SourceKeyParity("component parity error")
+            if len(part) != len(clear):
+                raise IncompatibleKeyLength(f"scheme {scheme} for a {len(part)}-byte component")
+            clear = bytes(a ^ b for a, b in zip(clear, part, strict=True))
+        return self._under_lmk(key_type, des.fix_parity(clear), scheme)
 
     # ------------------------------------------------------------ PINs
 
@@ -528,6 +561,15 @@ class SoftwareHsm:
 
     def key_check_value(self, key: KeyUnderLmk) -> Deferred[str]:
         return _fired(self.core.key_check_value, key)
+
+    def form_key(
+        self, key_type: str, components: tuple[KeyUnderLmk, ...], scheme: str = "U"
+    ) -> Deferred[KeyUnderLmk]:
+        return _fired(self.core.form_key, key_type, components, scheme)
+
+    def encrypt_component(self, key_type: str, clear: bytes) -> Deferred[KeyUnderLmk]:
+        """Not part of the interface: a TCP HSM takes clear components only at its console."""
+        return _fired(self.core.encrypt_component, key_type, clear)
 
     def generate_cvv(
         self, cvk: KeyUnderLmk, pan: str, expiry: str, service_code: str

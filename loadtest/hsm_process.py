@@ -25,7 +25,7 @@ class HsmSimProcess:
     def __init__(self, home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.log_path = home / "hsm_sim.log"
-        command = [sys.executable, "-m", "hsm_sim", "--port", "0"]
+        command = [sys.executable, "-m", "hsm_sim", "--port", "0", "--lmk", "test"]
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=PROJECT_ROOT

@@ -63,7 +63,8 @@ class SwitchProcess:
         config = home / "bench.toml"
         config.write_text(switch_config(mac, hsm_url, workers))
         self.log_path = home / "switch.log"
-        command = [sys.executable, "-m", "switch.cli", "run", "--home", str(home)]
+        # --demo: the bench's terminals, keys and card are the demo's (under the test LMK).
+        command = [sys.executable, "-m", "switch.cli", "run", "--demo", "--home", str(home)]
         command += ["--config", str(config)] + (["--db", db] if db else [])
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(

@@ -1,6 +1,7 @@
 """Wiring: database, ledger writer, read pool, pipeline, channels, metrics.
 
-``SwitchApp.prepare`` runs before the reactor (schema, demo data, caches);
+``SwitchApp.prepare`` runs before the reactor (the HSM and its LMK checked,
+schema, demo data if asked, caches);
 ``start`` listens; ``stop`` (a reactor "before shutdown" trigger) stops
 listening and taking requests, answers every request in flight (the writer
 commits what is queued, the HSM MACs the answers), closes the connections
@@ -21,14 +22,13 @@ from twisted.internet.threads import deferToThread
 
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
-from hsm_sim.interface import Hsm
-from hsm_sim.software import SoftwareHsm
 from routing.adapters.held import HeldDebtsAdapter
 from routing.routes import Router
 from switch import demo, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
-from switch.config import HsmSettings, Settings
+from switch.config import Settings
+from switch.custody import Custody, CustodyError, open_custody
 from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
@@ -37,6 +37,7 @@ from switch.ledger.reference import Reference, load_reference
 from switch.ledger.retention import CHUNK, RETAINED, purge_chunk
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
+from switch.private_files import make_home, private_database
 from switch.security.keystore import KeyRing, expire_grace, keys_version, load_keys
 from switch.services import Services
 from switch.sessions import SignOns
@@ -45,9 +46,10 @@ log = structlog.get_logger(__name__)
 
 
 def prepare_database(settings: Settings, hasher: Hasher) -> None:
-    """Migrate, and load demo data into an empty database (once per machine: the
-    supervisor of several workers does it for them)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    """Migrate; load the demo data into an empty database if asked (once per machine: the
+    supervisor of several workers does it for them); warn of demo material once per start."""
+    make_home(settings.home)
+    private_database(settings.db_url())
     engine = make_engine(settings.db_url(), timeouts=settings.database.for_maintenance())
     try:
         migrate(engine)
@@ -57,26 +59,42 @@ def prepare_database(settings: Settings, hasher: Hasher) -> None:
         engine.dispose()
 
 
+DEMO_HOW = (
+    "for the public demo data (test LMK, test keys, a card with PIN 1234) start with"
+    " 'billswitch run --demo' (or demo_data = true and [hsm] lmk = \"test\")"
+)
+
+
 def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
-    if settings.demo_data and demo.is_empty(conn):
-        demo.load_demo(conn)
-        log.info("demo data loaded")
-    if settings.demo_data and demo.needs_demo_keys(conn):
-        demo.load_demo_keys(conn)
-        log.info("demo keys loaded (test LMK, test-only)")
-    if settings.demo_data and demo.needs_demo_card(conn):
-        demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
-        log.info("demo on-us card loaded (test-only)")
+    empty = demo.is_empty(conn)
+    if settings.demo_data:
+        if empty:
+            demo.load_demo(conn)
+            log.info("demo data loaded")
+        if demo.needs_demo_keys(conn):
+            demo.load_demo_keys(conn)
+            log.info("demo keys loaded (test LMK, test-only)")
+        if demo.needs_demo_card(conn):
+            demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
+            log.info("demo on-us card loaded (test-only)")
+    elif empty:
+        log.warning("the database is empty: no terminals, keys or cards; " + DEMO_HOW)
     ensure_accounts(conn)
+    present = demo.material_present(conn, hasher.pan(demo.DEMO_CARD_PAN))
+    if present:
+        log.warning(
+            "DEMO MATERIAL PRESENT: never in production: anyone can MAC, encrypt PINs"
+            " and pay with it",
+            material=", ".join(present),
+        )
 
 
-def make_hsm(settings: HsmSettings, reactor: Any) -> Hsm:
-    """The in-process software HSM, or a payShield-protocol client (simulator or real)."""
-    if settings.url == "software":
-        return SoftwareHsm()
-    return PayShieldClient(
-        settings.url, reactor, settings.header_length, settings.pool_size, settings.timeout
-    )
+def check_demo(settings: Settings, custody: Custody) -> None:
+    """Demo keys are stored under the test LMK: demo data under any other LMK is refused."""
+    if settings.demo_data and not custody.is_test:
+        raise CustodyError(
+            f"demo_data needs the test LMK (the demo keys are stored under it), not {custody.name}"
+        )
 
 
 def _load_reference(conn: Connection, now: datetime) -> Reference:
@@ -103,6 +121,12 @@ class SwitchApp:
 
     def prepare(self) -> None:
         s = self.settings
+        custody = open_custody(s.hsm, self.reactor)  # before anything: refuse a wrong LMK
+        check_demo(s, custody)
+        make_home(s.home)
+        log.info("HSM ready", hsm=s.hsm.url, lmk=custody.check_value[:6])
+        if custody.warning():
+            log.warning(custody.warning())
         hasher = Hasher(load_or_create_key(s.home / "hash.key"))
         if self.worker is None:
             prepare_database(s, hasher)
@@ -112,7 +136,7 @@ class SwitchApp:
             self._reference = load_reference(conn)
             self._keys = load_keys(conn)
             self._keys_version = keys_version(conn)
-        self.hsm = make_hsm(s.hsm, self.reactor)
+        self.hsm = custody.hsm
         self.writer = LedgerWriter(
             self.engine,
             self.reactor.callFromThread,

@@ -1,4 +1,4 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, hsm-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, lmk, hsm-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import cards_cli, keys_cli, metrics, systemd
+from switch import cards_cli, keys_cli, lmk_cli, metrics, systemd
 from switch.config import ConfigError, Settings, check, load, show_settings
+from switch.custody import CustodyError
 from switch.existing_db import NoDatabase, open_existing
 
 PROG = "billswitch"
@@ -61,6 +62,8 @@ def _version() -> str:
 
 
 _EXAMPLES = """examples:
+  billswitch run --demo          (public demo data and test LMK: never in production)
+  billswitch lmk generate --out /etc/billswitch/lmk.txt
   billswitch run --config site.toml
   billswitch run --db postgresql+psycopg2://billswitch@db1:5432/switch --workers 2
   billswitch config check --config site.toml
@@ -88,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-json", action="store_true", help="JSON log lines")
     run.add_argument("--debug", action="store_true", help="show the traceback of a failed start")
     run.add_argument("--workers", type=int, help="processes sharing the ports (default 1)")
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="load the public demo data into an empty database, under the test LMK"
+        ' (demo_data = true, [hsm] lmk = "test"): never in production',
+    )
     run.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, set by the supervisor
     run.add_argument("--worker-ports", help=argparse.SUPPRESS)  # name=port,...
     migrate = sub.add_parser(
@@ -117,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _with_actions(keys_cli.add_arguments(sub))
     _with_actions(cards_cli.add_arguments(sub))
+    lmk_cli.add_arguments(sub)
     return parser
 
 
@@ -138,17 +148,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: at least 1")
         settings = replace(settings, workers=args.workers)
+    if args.demo:
+        settings = demo_settings(settings)
     check(settings)
     index: int | None = None
     if args.worker:  # INDEX:FD from the supervisor
         index, ready_fd = map(int, args.worker.split(":"))
     logs.configure(settings.log_level, settings.log_json, index)
+    forbid_core_dumps()
     _raise_file_limit()
     if index is not None:
         return _run_worker(settings, index, ready_fd, args.worker_ports or "")
     if settings.workers > 1:
         return _run_supervisor(settings, args)
     return _run_node(settings)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``--demo``: demo data, and the test LMK said explicitly (its keys are under it)."""
+    from dataclasses import replace
+
+    hsm = settings.hsm
+    if hsm.url == "software" and not hsm.lmk:
+        hsm = replace(hsm, lmk="test")
+    elif hsm.url != "software":
+        hsm = replace(hsm, allow_test_lmk=True)
+    return replace(settings, demo_data=True, hsm=hsm)
 
 
 def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | None = None) -> int:
@@ -212,8 +237,10 @@ def _run_worker(settings: Settings, index: int, ready_fd: int, ports: str) -> in
 def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
     """Start ``settings.workers`` worker processes on shared ports and watch them."""
 
-    from switch.app import prepare_database
+    from switch.app import check_demo, prepare_database
     from switch.cardholder import Hasher, load_or_create_key
+    from switch.custody import open_custody
+    from switch.private_files import make_home
     from switch.workers import Supervisor, WorkerStartError, reserve_ports
 
     enabled = [c for c in settings.channels if c.enabled]
@@ -224,6 +251,12 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
         for sock in held.values():
             sock.close()
         raise
+    custody = open_custody(settings.hsm)  # each worker checks too; this one says it once
+    check_demo(settings, custody)
+    close = getattr(custody.hsm, "close", None)  # a TCP HSM's probe connection
+    if close is not None:
+        close()
+    make_home(settings.home)
     hasher = Hasher(load_or_create_key(settings.home / "hash.key"))
     prepare_database(settings, hasher)
     ports = {name: sock.getsockname()[1] for name, sock in held.items()}
@@ -269,6 +302,8 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--log-level", args.log_level]
     if args.log_json:
         argv.append("--log-json")
+    if args.demo:
+        argv.append("--demo")
     return argv
 
 
@@ -311,9 +346,11 @@ def _raise_file_limit() -> None:
 def _migrated_engine(args: argparse.Namespace) -> Engine:
     """The configured database, its schema brought up to date (what every command needs)."""
     from switch.ledger.database import make_engine, migrate
+    from switch.private_files import make_home, private_database
 
     settings = _settings(args)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_home(settings.home)
+    private_database(settings.db_url())
     engine = make_engine(settings.db_url(), timeouts=settings.database.for_maintenance())
     migrate(engine)
     return engine
@@ -326,17 +363,39 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    """Keys are made and imported by the configured HSM, its LMK checked as at start."""
+    from hsm_sim.interface import HsmFailure
+    from switch.custody import open_custody
+
+    forbid_core_dumps()  # clear components pass through this process (software HSM)
     settings = _settings(args)
     try:
         engine = open_existing(settings)
     except NoDatabase as exc:
         return keys_cli.fail(str(exc))
     try:
-        return keys_cli.run(args, engine, settings.hsm.key_grace)
-    except (keys_cli.KeyCommandError, ValueError) as exc:
+        custody = open_custody(settings.hsm) if args.action in keys_cli.NEEDS_HSM else None
+        if custody is not None and custody.warning():
+            print(f"billswitch keys: WARNING: {custody.warning()}", file=sys.stderr)
+        return keys_cli.run(args, engine, custody, settings.hsm.key_grace)
+    except (keys_cli.KeyCommandError, CustodyError, HsmFailure) as exc:
         return keys_cli.fail(str(exc))
     finally:
         engine.dispose()
+
+
+def cmd_lmk(args: argparse.Namespace) -> int:
+    forbid_core_dumps()
+    try:
+        return lmk_cli.run(args)
+    except lmk_cli.LmkCommandError as exc:
+        return lmk_cli.fail(str(exc))
+
+
+def forbid_core_dumps() -> None:
+    from hsm_sim.core_dumps import forbid_core_dumps as forbid
+
+    forbid()
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
@@ -368,6 +427,7 @@ COMMANDS = {
     "config": cmd_config,
     "keys": cmd_keys,
     "cards": cmd_cards,
+    "lmk": cmd_lmk,
 }
 
 
@@ -393,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 # How a failure reads, by its type (first match): one line, exit status 2.
 _FAILURES: tuple[tuple[type | tuple[type, ...], Callable[[Any], str]], ...] = (
     (ConfigError, lambda exc: f"configuration error: {exc}"),
+    (CustodyError, str),
     (
         CannotListenError,
         lambda exc: f"cannot listen on {exc.interface}:{exc.port}: {exc.socketError}",

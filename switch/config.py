@@ -59,6 +59,11 @@ class HsmSettings:
     timeout: float = 2.0
     key_grace: float = 300.0  # seconds an old working key stays valid after a key change
     key_refresh: float = 1.0  # seconds between checks for keys changed by another node
+    # The software HSM's LMK: a file made by `billswitch lmk generate`, or "test" for the
+    # public payShield test LMK (demo and tests only). Nothing here: the switch will not start.
+    lmk: str = ""
+    lmk_check: str = ""  # the LMK check value the HSM must report (NC), 6 to 16 hex
+    allow_test_lmk: bool = False  # accept a TCP HSM (or LMK file) holding the test LMK
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class Settings:
     gil_switch_interval: float = 0.0005  # seconds; see docs/benchmarks.md
     reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
     stop_timeout: float = 15.0  # seconds a stop waits for answers in flight before closing
-    demo_data: bool = True
+    demo_data: bool = False  # load the public demo data (test LMK) into an empty database
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     hsm: HsmSettings = field(default_factory=HsmSettings)
     database: Timeouts = field(default_factory=Timeouts)  # [database]: bounds on waiting

@@ -194,3 +194,23 @@ def load_demo_card(conn: Connection, pan_hash: str) -> None:
     )
     legs = (("FUNDING:944", DEMO_WALLET_FUNDS), (wallet, -DEMO_WALLET_FUNDS))
     post_all(conn, [Posting("funding", None, None, "944", date.today(), legs)], datetime.now(UTC))
+
+
+def material_present(conn: Connection, card_pan_hash: str) -> list[str]:
+    """The published demo material in this database: active keys with the demo check
+    values, and the demo card. Any of it lets anyone pay; a start with it warns."""
+    k = s.keys.c
+    found = []
+    kcvs = {(owner, name): _demo_kcv(clear) for owner, name, clear in DEMO_KEYS}
+    rows = conn.execute(select(k.owner, k.key_type, k.kcv).where(k.state != "retired")).all()
+    for owner, name, kcv in rows:
+        if kcvs.get((owner, name)) == kcv:
+            found.append(f"{owner} {name} (published key)")
+    c = s.cards.c
+    if conn.execute(select(c.pan_hash).where(c.pan_hash == card_pan_hash)).first():
+        found.append(f"card {mask_pan(DEMO_CARD_PAN)} (published PIN)")
+    return found
+
+
+def _demo_kcv(clear_hex: str) -> str:
+    return kcv_des(bytes.fromhex(clear_hex))[:3].hex().upper()

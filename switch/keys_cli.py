@@ -1,9 +1,17 @@
 """``billswitch keys``: import, generate, list and retire working keys.
 
 Keys exist only under the LMK (``keys`` table, with their check value). The
-command works with the in-process software HSM holding the test LMK or an
-LMK file (``--lmk``): a key ceremony enters clear components, which are
-XORed inside the HSM and never printed, logged or stored.
+command uses the configured HSM (``[hsm]``, switch/custody.py): the software
+HSM under its LMK file, or a payShield-protocol HSM over TCP; every line that
+stores a key names the LMK by its check value.
+
+A key ceremony combines 2 or more components inside the HSM (payShield A4),
+showing each component's check value so that each custodian can confirm
+theirs. With the software HSM, which runs in this process, custodians type
+clear components (hidden); each is put under the LMK at once and never
+printed, logged or stored. A TCP HSM takes clear components only at its own
+console (payShield FK/EC), so here each component is entered as the HSM gave
+it, under the LMK.
 """
 
 from __future__ import annotations
@@ -12,14 +20,12 @@ import argparse
 import getpass
 import sys
 from datetime import UTC, datetime
-from functools import reduce
-from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select
 
-from hsm_sim.crypto import des, kcv, lmk
-from hsm_sim.interface import KeyUnderLmk
-from hsm_sim.software import HsmCore
+from hsm_sim.blocking import result_of
+from hsm_sim.interface import COMPONENT_COUNTS, KeyUnderLmk
+from switch.custody import Custody
 from switch.ledger import schema as s
 from switch.security.keystore import HSM_KEY_TYPES, add_key, list_keys, load_keys, retire_key
 
@@ -29,8 +35,10 @@ class KeyCommandError(Exception):
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    keys = sub.add_parser("keys", help="import, generate, list and retire working keys")
-    keys.add_argument("--lmk", type=Path, help="LMK file (default: the payShield test LMK)")
+    keys = sub.add_parser(
+        "keys",
+        help="import, generate, list and retire working keys (with the configured [hsm])",
+    )
     actions = keys.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every key: owner, kind, state, check value (never the key)")
     gen = actions.add_parser(
@@ -49,7 +57,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
         "--components",
         type=int,
         default=2,
-        help="number of clear components to prompt for (hidden input)",
+        help="number of components to prompt for (2 to 9, hidden input)",
     )
     imp.add_argument("--under-zmk", metavar="HEX", help="the key under the owner's ZMK instead")
     retire = actions.add_parser(
@@ -75,10 +83,14 @@ def _owner_kind(p: argparse.ArgumentParser) -> None:
 _LIST = "{id:>5}  {owner:20s}  {kind:4s}  {state:9s}  {kcv}"
 
 
-def run(args: argparse.Namespace, engine: Engine, grace: float = 0.0) -> int:
-    """One action; ``grace`` is ``[hsm] key_grace``: how long a replaced key keeps working."""
-    lmk_set = lmk.load_lmk_file(args.lmk) if args.lmk else lmk.TEST_LMK
-    core = HsmCore(lmk_set)
+NEEDS_HSM = ("generate", "import")  # list and retire read or change rows, never key material
+
+
+def run(
+    args: argparse.Namespace, engine: Engine, custody: Custody | None, grace: float = 0.0
+) -> int:
+    """One action; ``custody`` is the configured HSM (needed by NEEDS_HSM); ``grace`` is
+    ``[hsm] key_grace``: how long a replaced key keeps working."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
         if args.action == "list":
@@ -97,9 +109,10 @@ def run(args: argparse.Namespace, engine: Engine, grace: float = 0.0) -> int:
                 f"{args.owner} has an active {args.kind} (KCV {replaced.kcv});"
                 " add --replace to replace it"
             )
-        key = _new_key(args, core, lmk_set, conn)
+        assert custody is not None
+        key = _new_key(args, custody, conn)
         key_id = add_key(conn, args.owner, args.kind, key, now, grace if replaced else 0.0)
-    print(f"key {key_id}: {args.owner} {args.kind} stored under the LMK, KCV {key.kcv}")
+    print(f"key {key_id}: {args.owner} {args.kind} stored under {custody.name}, KCV {key.kcv}")
     if replaced is not None:
         print(f"the previous {args.kind} (KCV {replaced.kcv}) keeps working for {grace:g} s")
     return 0
@@ -146,29 +159,44 @@ def _confirm_retire(args: argparse.Namespace) -> None:
         raise KeyCommandError(f"key {args.id} not retired")
 
 
-def _new_key(args: argparse.Namespace, core: HsmCore, lmk_set: lmk.LmkSet, conn) -> KeyUnderLmk:  # type: ignore[no-untyped-def]
+def _new_key(args: argparse.Namespace, custody: Custody, conn: Connection) -> KeyUnderLmk:
     key_type = HSM_KEY_TYPES[args.kind]
     if args.action == "generate":
-        return core.generate_key(key_type, "U").under_lmk
+        return result_of(custody.hsm.generate_key(key_type, "U")).under_lmk
     if args.under_zmk:
-        return _import_under_zmk(args, core, conn, key_type)
-    clear = reduce(_xor, (_component(i) for i in range(1, args.components + 1)))
-    clear = des.fix_parity(clear)
-    value = lmk.encrypt_key(lmk_set, key_type, clear, "U")
-    return KeyUnderLmk(key_type, value, kcv.kcv_des(clear)[:3].hex().upper())
+        return _import_under_zmk(args, custody, conn, key_type)
+    if args.components not in COMPONENT_COUNTS:
+        raise KeyCommandError("--components: 2 to 9 (no one custodian may know the key)")
+    parts = tuple(_component(custody, key_type, n) for n in range(1, args.components + 1))
+    return result_of(custody.hsm.form_key(key_type, parts, "U"))
 
 
-def _import_under_zmk(args, core: HsmCore, conn, key_type: str) -> KeyUnderLmk:  # type: ignore[no-untyped-def]
+def _import_under_zmk(
+    args: argparse.Namespace, custody: Custody, conn: Connection, key_type: str
+) -> KeyUnderLmk:
     zmk = load_keys(conn).active(args.owner, "ZMK")
     if zmk is None:
         raise KeyCommandError(f"{args.owner} has no active ZMK to import under")
     if key_type != HSM_KEY_TYPES["ZPK"]:
         raise KeyCommandError("only a ZPK can be imported under a ZMK (payShield FA)")
-    return core.import_key(key_type, zmk, args.under_zmk)
+    return result_of(custody.hsm.import_key(key_type, zmk, args.under_zmk))
 
 
-def _component(n: int) -> bytes:
-    text = getpass.getpass(f"component {n} (32 hex, hidden): ").strip()
+def _component(custody: Custody, key_type: str, n: int) -> KeyUnderLmk:
+    """Component ``n`` under the LMK, its check value shown for its custodian to confirm."""
+    encrypt = getattr(custody.hsm, "encrypt_component", None)
+    if encrypt is not None:  # the software HSM, in this process: a clear component
+        text = getpass.getpass(f"component {n} (32 hex, hidden): ").strip()
+        part = result_of(encrypt(key_type, _clear_component(n, text)))
+    else:  # a TCP HSM: the component as its console gave it, under the LMK
+        text = getpass.getpass(f"component {n} under {custody.name} (U + 32 hex): ").strip()
+        part = KeyUnderLmk(key_type, _encrypted_component(n, text))
+        part = KeyUnderLmk(key_type, part.value, result_of(custody.hsm.key_check_value(part))[:6])
+    print(f"component {n}: KCV {part.kcv}")
+    return part
+
+
+def _clear_component(n: int, text: str) -> bytes:
     try:
         value = bytes.fromhex(text)
     except ValueError:
@@ -178,8 +206,11 @@ def _component(n: int) -> bytes:
     return value
 
 
-def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+def _encrypted_component(n: int, text: str) -> str:
+    value = text.upper()
+    if len(value) != 33 or value[0] != "U" or value[1:].strip("0123456789ABCDEF"):
+        raise KeyCommandError(f"component {n} must be U and 32 hex (under the LMK)")
+    return value
 
 
 def fail(message: str) -> int:

@@ -81,6 +81,12 @@ def _db_url(value: Any) -> str | None:
     return None
 
 
+def _hex_or_empty(value: Any) -> str | None:
+    if value and not re.fullmatch(r"[0-9A-Fa-f]{6,16}", value):
+        return "6 to 16 hex digits (the check value the HSM reports)"
+    return None
+
+
 def _bins(value: Any) -> str | None:
     if not all(isinstance(b, str) and b.isdigit() and 4 <= len(b) <= 11 for b in value):
         return "a list of BINs as strings of 4 to 11 digits"
@@ -197,6 +203,17 @@ RULES: dict[str, Rule] = {
         "software, tcp://HOST:PORT",
         _hsm_url,
     ),
+    "hsm.lmk": Rule(
+        'the software HSM\'s LMK: a file (0600, `billswitch lmk generate`), or `"test"` for'
+        " the public test LMK; required (none: the switch does not start)",
+        "a path, test",
+    ),
+    "hsm.lmk_check": Rule(
+        "the LMK check value the HSM must report (a TCP HSM: required)",
+        "hex, or empty",
+        _hex_or_empty,
+    ),  # fmt: skip
+    "hsm.allow_test_lmk": Rule("accept the public test LMK (tests and demos only)", "true, false"),
     "hsm.header_length": Rule("payShield message header characters", "0-32", between(0, 32)),
     "hsm.pool_size": Rule("connections to a TCP HSM", "1-64", between(1, 64)),
     "hsm.timeout": Rule(

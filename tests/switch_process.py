@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import subprocess
@@ -50,9 +51,11 @@ class SwitchProcess:
         extra_config: str = "",
         args: Sequence[str] = (),
         top_config: str = "",
+        demo: bool = True,
     ) -> Iterator[SwitchProcess]:
         """``extra_config`` goes after the channel tables; ``top_config`` (top-level
-        settings, which TOML allows only before any table) before them."""
+        settings, which TOML allows only before any table) before them. ``demo``: start
+        with ``--demo`` (demo data under the test LMK), as most tests need."""
         config = home / "billswitch.toml"
         config.write_text(CONFIG.format(extra=extra_config, top=top_config))
         log_path = home / "switch.log"
@@ -70,6 +73,7 @@ class SwitchProcess:
                     str(config),
                     "--db",
                     db_url,
+                    *(["--demo"] if demo else []),
                     *args,
                 ],
                 stdout=log,
@@ -99,6 +103,8 @@ def _wait_for_ports(proc: subprocess.Popen, log_path: Path) -> dict[str, int]:
         for line in log_path.read_text(errors="replace").splitlines():
             if line.startswith("billswitch: listening "):
                 return ast.literal_eval(line.split("listening ", 1)[1].split(" (")[0])
+            if line.startswith("{") and '"event": "listening"' in line:  # --log-json
+                return json.loads(line)["ports"]
         if proc.poll() is not None:
             break
         time.sleep(0.05)

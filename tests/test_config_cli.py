@@ -11,6 +11,14 @@ from switch.cli import main
 from switch.config import ConfigError, load
 
 
+@pytest.fixture(autouse=True)
+def _unconfigured_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main(["run", ...])`` would configure logging (cached loggers) onto this test's
+    captured stderr, which is closed after it: later tests in this process would then
+    log into a closed file. These tests are about errors, not log lines."""
+    monkeypatch.setattr("switch.logs.configure", lambda *args, **kwargs: None)
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "billswitch.toml"
     path.write_text(text)
@@ -102,7 +110,8 @@ def test_workers_that_cannot_listen_are_reported(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        path = _write(tmp_path, f"metrics_port = 0\n[channels.atm]\nport = {port}\n")
+        config = f'metrics_port = 0\n[hsm]\nlmk = "test"\n[channels.atm]\nport = {port}\n'
+        path = _write(tmp_path, config)
         code = main(["run", "--config", str(path), "--home", str(tmp_path), "--workers", "2"])
     assert code == 2
     last = capsys.readouterr().err.splitlines()[-1]

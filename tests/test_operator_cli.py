@@ -24,7 +24,15 @@ def _logs_to_this_tests_stderr() -> None:
 
 
 def _demo(home: Path) -> None:
-    prepare_database(load(home=home), Hasher(load_or_create_key(home / "hash.key")))
+    """Demo data, and a configuration naming the test LMK (the demo keys are under it)."""
+    (home / "billswitch.toml").parent.mkdir(parents=True, exist_ok=True)
+    (home / "billswitch.toml").write_text('demo_data = true\n[hsm]\nlmk = "test"\n')
+    settings = load(home / "billswitch.toml", home=home)
+    prepare_database(settings, Hasher(load_or_create_key(home / "hash.key")))
+
+
+def _with_config(home: Path, args: list[str]) -> list[str]:
+    return [*args, "--config", str(home / "billswitch.toml")]
 
 
 def _out(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
@@ -84,7 +92,7 @@ def test_keys_refuse_an_unknown_owner(tmp_path: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     for owner in ("100001:ATM09999", "999999:", "100001", "issuers"):
         args = ["keys", "generate", "--owner", owner, "--kind", "TAK", "--home", str(tmp_path)]
-        assert main(args) == 2
+        assert main(_with_config(tmp_path, args)) == 2
         assert f"unknown owner {owner!r}" in _out(capsys)[1]
 
 
@@ -107,6 +115,7 @@ def test_replacing_an_active_key_needs_replace_and_keeps_the_grace(
     _demo(tmp_path)
     capsys.readouterr()
     args = ["keys", "generate", "--owner", "100001:ATM00001", "--kind", "TAK"]
+    args = _with_config(tmp_path, args)
     assert main([*args, "--home", str(tmp_path)]) == 2
     assert "has an active TAK (KCV 7B8358); add --replace" in _out(capsys)[1]
     assert [s for s, _ in _key_states(tmp_path, "100001:ATM00001", "TAK")] == ["active"]
@@ -161,14 +170,14 @@ def test_config_check_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_hsm_sim_speaks_like_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hsm-sim", "--header-length", "-1"]) == 2
-    assert _out(capsys)[1].startswith("billswitch hsm-sim: --header-length must be")
+    assert _out(capsys)[1].startswith("billswitch hsm-sim: --header-length and --delay must be")
 
 
 def test_hsm_sim_warns_of_the_test_lmk_and_says_when_it_stops() -> None:
     import signal
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli", "hsm-sim", "--port", "0"],
+        [sys.executable, "-m", "switch.cli", "hsm-sim", "--port", "0", "--lmk", "test"],
         stderr=subprocess.PIPE,
         text=True,
     )

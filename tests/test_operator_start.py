@@ -51,7 +51,17 @@ def _run(home: Path, config: str, *args: str) -> tuple[subprocess.CompletedProce
     path = home / "site.toml"
     path.write_text(text)
     done = subprocess.run(
-        [sys.executable, "-m", "switch.cli", "run", "--home", str(home), "--config", str(path)]
+        [
+            sys.executable,
+            "-m",
+            "switch.cli",
+            "run",
+            "--demo",
+            "--home",
+            str(home),
+            "--config",
+            str(path),
+        ]
         + list(args),
         capture_output=True,
         text=True,
@@ -123,8 +133,9 @@ def test_other_start_failures_are_one_line_and_debug_shows_the_traceback(tmp_pat
     nobody = f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/x"
     done, _ = _run(tmp_path, "", "--db", nobody)
     assert done.returncode == 2
-    assert done.stderr.startswith("billswitch: database error: (psycopg2.OperationalError)")
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr  # log lines may come first (HSM ready, warnings)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("billswitch: database error: (psycopg2.OperationalError)")
     debug, _ = _run(tmp_path, "", "--db", nobody, "--debug")
     assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
 
@@ -169,7 +180,7 @@ def test_log_json_is_json_only(tmp_path: Path) -> None:
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+        [sys.executable, "-m", "switch.cli", "run", "--demo", "--home", str(tmp_path),
          "--config", str(config), "--log-json"],
         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -213,7 +224,7 @@ def test_health_readiness_systemd_and_build_info(tmp_path: Path) -> None:
     )
     env = dict(__import__("os").environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+        [sys.executable, "-m", "switch.cli", "run", "--demo", "--home", str(tmp_path),
          "--config", str(config)],
         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
@@ -240,49 +251,66 @@ def test_health_readiness_systemd_and_build_info(tmp_path: Path) -> None:
 
 
 def test_readyz_names_an_hsm_that_does_not_answer(tmp_path: Path) -> None:
-    """A node whose HSM accepts connections but never answers is unready (503, the
-    check named) and the probe itself answers: it is not hung by the HSM."""
+    """A node whose HSM stops answering (the simulator process frozen: its sockets stay
+    open) is unready, 503 with the check named, and the probe itself answers."""
     import json
+    import re
     import signal
+    import time
     import urllib.error
     import urllib.request
 
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen()
-    ports = [_free_port() for _ in range(4)]
-    config = tmp_path / "site.toml"
-    config.write_text(
-        f"metrics_port = {ports[3]}\n"
-        + f'[hsm]\nurl = "tcp://127.0.0.1:{silent.getsockname()[1]}"\ntimeout = 0.5\n'
-        + "".join(
-            f"[channels.{n}]\nport = {p}\n"
-            for n, p in zip(("atm", "pos", "host"), ports[:3], strict=True)
-        )
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
-         "--config", str(config)],
-        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    log = tmp_path / "hsm.log"
+    with open(log, "wb") as out:
+        hsm = subprocess.Popen(
+            [sys.executable, "-m", "hsm_sim", "--port", "0", "--lmk", "test"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    proc = None
     try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"listening [\d.]+:(\d+)", log.read_text())):
+            assert time.monotonic() < deadline and hsm.poll() is None, log.read_text()
+            time.sleep(0.05)
+        ports = [_free_port() for _ in range(4)]
+        config = tmp_path / "site.toml"
+        config.write_text(
+            f"metrics_port = {ports[3]}\n"
+            + f'[hsm]\nurl = "tcp://127.0.0.1:{found.group(1)}"\ntimeout = 0.5\n'
+            + "".join(
+                f"[channels.{n}]\nport = {p}\n"
+                for n, p in zip(("atm", "pos", "host"), ports[:3], strict=True)
+            )
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "run", "--demo", "--home", str(tmp_path),
+             "--config", str(config)],
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
         assert proc.stderr is not None
         while "billswitch: listening" not in proc.stderr.readline():
             assert proc.poll() is None
+        base = f"http://127.0.0.1:{ports[3]}/readyz"
+        with urllib.request.urlopen(base, timeout=60) as answer:
+            assert answer.status == 200
+        hsm.send_signal(signal.SIGSTOP)
         with pytest.raises(urllib.error.HTTPError) as answer:
-            urllib.request.urlopen(f"http://127.0.0.1:{ports[3]}/readyz", timeout=60)
+            urllib.request.urlopen(base, timeout=60)
         assert answer.value.code == 503
         body = json.loads(answer.value.read())
         assert body["ready"] is False and body["checks"]["database"] == "ok"
         assert body["checks"]["hsm"].startswith("failed: ")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        silent.close()
+        hsm.send_signal(signal.SIGCONT)
+        for p in (proc, hsm):
+            if p is None:
+                continue
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=120)
+            finally:
+                if p.poll() is None:
+                    p.kill()
 
 
 def test_supervisor_tells_systemd_ready_and_stopping(tmp_path: Path) -> None:
@@ -303,7 +331,7 @@ def test_supervisor_tells_systemd_ready_and_stopping(tmp_path: Path) -> None:
     )
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switch.cli", "run", "--home", str(tmp_path),
+        [sys.executable, "-m", "switch.cli", "run", "--demo", "--home", str(tmp_path),
          "--config", str(config), "--workers", "2"],
         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip

@@ -22,10 +22,11 @@ vectors that pin them down):
   key encrypted ECB under the variant pair with no scheme variant.
 """
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from hsm_sim.crypto.des import decrypt_ecb, encrypt_ecb
+from hsm_sim.crypto.des import decrypt_ecb, encrypt_ecb, fix_parity
 from hsm_sim.crypto.errors import CryptoError
 from hsm_sim.crypto.kcv import kcv_des
 
@@ -112,14 +113,17 @@ def _pair_label(index: int) -> str:
     return f"{2 * index:02d}-{2 * index + 1:02d}"
 
 
-def _parse_lmk_line(line: str) -> tuple[str, bytes]:
-    """One 'NN-NN HEX32' line of an LMK file."""
+def _parse_lmk_line(number: int, line: str) -> tuple[str, bytes]:
+    """One 'NN-NN HEX32' line of an LMK file.
+
+    A bad line is named by its number only: its text is LMK material.
+    """
     fields = line.split()
     try:
         label, key = fields
         return label, bytes.fromhex(key)
     except ValueError:
-        raise CryptoError(f"LMK file line is not 'NN-NN HEX32': {line!r}") from None
+        raise CryptoError(f"LMK file line {number} is not 'NN-NN HEX32'") from None
 
 
 def load_lmk_file(path: str | Path) -> LmkSet:
@@ -128,13 +132,54 @@ def load_lmk_file(path: str | Path) -> LmkSet:
     Blank lines and lines starting with '#' are ignored; every pair must
     appear exactly once, so a truncated or duplicated file is refused.
     """
-    lines = Path(path).read_text(encoding="ascii").splitlines()
-    entries = [_parse_lmk_line(s) for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    return parse_lmk_text(Path(path).read_text(encoding="ascii"))
+
+
+def parse_lmk_text(text: str) -> LmkSet:
+    """An LMK set from the text of an LMK file (or of one LMK component)."""
+    entries = [
+        _parse_lmk_line(n, s)
+        for n, s in enumerate(text.splitlines(), 1)
+        if s.strip() and not s.lstrip().startswith("#")
+    ]
     found = dict(entries)
     expected = [_pair_label(i) for i in range(PAIR_COUNT)]
     if len(entries) != PAIR_COUNT or sorted(found) != expected:
         raise CryptoError(f"LMK file must list each pair {expected[0]}..{expected[-1]} once")
     return LmkSet(tuple(found[label] for label in expected))
+
+
+def lmk_text(lmk_set: LmkSet, comment: str = "") -> str:
+    """The LMK file text of a set: what :func:`load_lmk_file` reads back."""
+    head = f"# {comment}\n" if comment else ""
+    pairs = "".join(f"{_pair_label(i)} {p.hex().upper()}\n" for i, p in enumerate(lmk_set.pairs))
+    return head + pairs
+
+
+def pair_labels() -> list[str]:
+    """'00-01' .. '38-39': the pairs of a set, in order."""
+    return [_pair_label(i) for i in range(PAIR_COUNT)]
+
+
+def random_lmk() -> LmkSet:
+    """A random LMK set (one component of a new LMK), every key of odd parity."""
+    return LmkSet(tuple(fix_parity(secrets.token_bytes(16)) for _ in range(PAIR_COUNT)))
+
+
+def combine_components(components: list[LmkSet]) -> LmkSet:
+    """An LMK from its components: pair by pair XOR, then odd parity forced.
+
+    Two at least, so that no one custodian knows the LMK (dual control).
+    """
+    if len(components) < 2:
+        raise CryptoError("an LMK is formed from 2 components or more")
+    pairs = []
+    for i in range(PAIR_COUNT):
+        value = bytes(16)
+        for component in components:
+            value = bytes(a ^ b for a, b in zip(value, component.pairs[i], strict=True))
+        pairs.append(fix_parity(value))
+    return LmkSet(tuple(pairs))
 
 
 def _xor_byte(key: bytes, position: int, value: int) -> bytes:
@@ -220,3 +265,12 @@ def lmk_check_value(lmk: LmkSet) -> str:
     revealing it.
     """
     return kcv_des(lmk.pairs[0]).hex().upper()
+
+
+TEST_LMK_CHECK = lmk_check_value(TEST_LMK)
+
+
+def is_test_lmk(check_value: str) -> bool:
+    """Whether a reported LMK check value (6 to 16 hex) is the public test LMK's."""
+    value = check_value.strip().upper()
+    return len(value) >= 6 and TEST_LMK_CHECK.startswith(value)

@@ -33,7 +33,7 @@ def environment() -> dict[str, str]:
 def simulator_process(*args: str) -> Iterator[int]:
     """The simulator on an ephemeral port; its port, read from its 'listening' line."""
     proc = subprocess.Popen(
-        command("--port", "0", *args),
+        command("--port", "0", *(args or ("--lmk", "test"))),
         stderr=subprocess.PIPE,
         text=True,
         env=environment(),
@@ -92,7 +92,7 @@ def test_hsm_cli_refuses_a_missing_lmk_file(tmp_path: Path) -> None:
 
 def test_hsm_cli_port_in_use_is_one_line() -> None:
     with simulator_process() as port:
-        done = run_to_end("--port", str(port))
+        done = run_to_end("--port", str(port), "--lmk", "test")
     assert done.returncode == 2 and "cannot listen" in done.stderr
     assert done.stderr.count("\n") == 1
 

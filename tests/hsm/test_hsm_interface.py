@@ -27,6 +27,7 @@ from hsm_sim.interface import (
     HsmError,
     IbmParameters,
     IncompatibleKeyLength,
+    InvalidComponentCount,
     InvalidInput,
     InvalidPinBlock,
     InvalidPinBlockFormat,
@@ -122,6 +123,40 @@ def test_hsm_import_of_a_known_key_under_a_known_zmk(hsm: Blocking, scheme: str 
     imported = hsm.import_key(ZPK, under_lmk(ZMK, ZMK_CLEAR), under_zmk, scheme)
     assert imported.value == ZPK_KEY.value
     assert imported.kcv == kcv.kcv_des(H(ZPK_CLEAR))[:3].hex().upper()
+
+
+COMPONENTS = ("0123456789ABCDEF0123456789ABCDEF", "1032547698BADCFE1032547698BADCFE")
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_hsm_forms_a_key_from_components_under_the_lmk(hsm: Blocking, count: int) -> None:
+    """A4: the key is the components' XOR with odd parity, under the LMK, with its KCV."""
+    clears = [H(c) for c in (*COMPONENTS, DEMO_TPK)[:count]]
+    parts = tuple(under_lmk(TMK, c.hex()) for c in clears)
+    key = hsm.form_key(TMK, parts, "U")
+    xor = bytes(16)
+    for c in clears:
+        xor = bytes(a ^ b for a, b in zip(xor, c, strict=True))
+    clear = des.fix_parity(xor)
+    assert key.kcv == kcv.kcv_des(clear)[:3].hex().upper()
+    assert lmk.decrypt_key(lmk.TEST_LMK, TMK, key.value) == clear
+    assert hsm.key_check_value(key)[:6] == key.kcv
+
+
+@pytest.mark.parametrize(
+    ("parts", "error"),
+    [
+        ((under_lmk(TMK, COMPONENTS[0]),), InvalidComponentCount),  # one custodian: refused
+        ((under_lmk(TMK, COMPONENTS[0]), ZERO_TPK), SourceKeyParity),  # a component of 00s
+        ((under_lmk(TMK, COMPONENTS[0]), under_lmk(TAK, COMPONENTS[1])), InvalidInput),
+    ],
+    ids=["one component", "even parity", "component of another type"],
+)
+def test_hsm_form_key_refuses(
+    hsm: Blocking, parts: tuple[KeyUnderLmk, ...], error: type[HsmError]
+) -> None:
+    with pytest.raises(error):
+        hsm.form_key(TMK, parts, "U")
 
 
 def test_hsm_import_of_a_single_length_key(hsm: Blocking) -> None:

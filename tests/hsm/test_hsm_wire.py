@@ -78,7 +78,7 @@ def ask(simulator: Simulator, command: str, header: str = "0001") -> str:
 
 
 def test_hsm_every_command_of_the_spec_has_a_layout_and_a_handler() -> None:
-    spec = {"NC", "A0", "BU", "FA", "HC", "CA", "CC", "DA", "EA", "DC", "EC", "CW", "CY"}
+    spec = {"NC", "A0", "A4", "BU", "FA", "HC", "CA", "CC", "DA", "EA", "DC", "EC", "CW", "CY"}
     assert set(COMMANDS) == set(HANDLERS) == spec | {"M6", "M8"}
 
 

@@ -206,3 +206,12 @@ def test_lmk_check_value_is_the_check_value_of_pair_00_01() -> None:
     value = lmk_check_value(TEST_LMK)
     assert value == kcv_des(TEST_LMK.pairs[0]).hex().upper()
     assert len(value) == 16
+
+
+def test_a_bad_lmk_line_is_named_by_number_never_quoted(tmp_path: Path) -> None:
+    lines = _published_lines()
+    lines[3] = lines[3].replace(" ", "") + " SECRET"  # LMK material on a malformed line
+    with pytest.raises(CryptoError) as raised:
+        load_lmk_file(_write_lmk(tmp_path / "lmk.txt", lines))
+    assert "line 4" in str(raised.value)
+    assert lines[3].split()[0] not in str(raised.value) and "SECRET" not in str(raised.value)

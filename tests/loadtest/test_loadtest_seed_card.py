@@ -24,7 +24,7 @@ def _database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     first = tmp_path / "first-home"
     hasher = Hasher(load_or_create_key(first / "hash.key"))
-    prepare_database(Settings(home=first, db=url), hasher)
+    prepare_database(Settings(home=first, db=url, demo_data=True), hasher)
     return url
 
 

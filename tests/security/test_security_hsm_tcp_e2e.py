@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,13 @@ PAN = "9990001000000001"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def hsm_port(tmp_path: Path) -> Iterator[int]:
+@contextmanager
+def simulator(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """The simulator (test LMK) as a process: its port, and the process to stop it early."""
     log = tmp_path / "hsm.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hsm_sim", "--port", "0"],
+            [sys.executable, "-m", "hsm_sim", "--port", "0", "--lmk", "test"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -49,14 +51,21 @@ def hsm_port(tmp_path: Path) -> Iterator[int]:
         while time.monotonic() < deadline:
             found = re.search(r"listening [\d.]+:(\d+)", log.read_text())
             if found:
-                yield int(found.group(1))
+                yield int(found.group(1)), proc
                 break
             time.sleep(0.05)
         else:
             raise RuntimeError("hsm_sim did not start: " + log.read_text())
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def hsm_port(tmp_path: Path) -> Iterator[int]:
+    with simulator(tmp_path) as (port, _):
+        yield port
 
 
 def test_mac_and_pin_through_the_simulator(tmp_path: Path, hsm_port: int) -> None:
@@ -109,40 +118,50 @@ def _money(proc: SwitchProcess) -> tuple[Any, ...]:
 def test_hsm_unreachable_gets_96_and_moves_no_money(db_url: str, tmp_path: Path) -> None:
     """Payments that need the HSM (a MAC to verify, an on-us PIN) get 96 and move nothing.
 
+    The switch starts only after the HSM told it its LMK; the HSM then goes away.
     ATM00001 signs on over the MAC-less ``atm`` channel (no HSM needed), so the
     payments reach the HSM step instead of stopping at sign-on.
     """
-    extra = (
-        '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
-        '[hsm]\nurl = "tcp://127.0.0.1:1"\ntimeout = 0.5\n'
-    )
-    with SwitchProcess.start(tmp_path, db_url, extra) as proc:
-        with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
-            assert conn.call(c.network("001"))["39"] == "96"  # the MAC cannot be checked
-        with IsoClient(proc.ports["atm"]) as plain:
-            c.sign_on(plain)
-        before = _money(proc)
-        assert before[3] == [12345]  # demo account 1000001
+    with simulator(tmp_path) as (port, hsm):
+        extra = (
+            '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
+            f'[hsm]\nurl = "tcp://127.0.0.1:{port}"\ntimeout = 0.5\n'
+        )
+        with SwitchProcess.start(tmp_path, db_url, extra) as proc:
+            hsm.send_signal(signal.SIGTERM)
+            hsm.wait(timeout=20)
+            _without_the_hsm(proc)
 
-        maced = c.payment("1000001", 100)
-        with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
-            response = conn.call(maced)
-        assert (response["39"], response["11"]) == ("96", maced["11"]), response
-        assert "38" not in response and "48" not in response
 
-        on_us = c.payment("1000001", 200)
-        block = encrypt_ecb(TPK, make_iso0("1234", PAN)).hex().upper()
-        on_us.update({"2": PAN, "52": block, "53": "01" + "0" * 14})
-        with IsoClient(proc.ports["atm"]) as plain:
-            response = plain.call(on_us)
-        assert (response["39"], response["11"]) == ("96", on_us["11"]), response
-        assert "38" not in response and "48" not in response
+def _without_the_hsm(proc: SwitchProcess) -> None:
+    """What the switch answers once its HSM is gone: 96, nothing moved; a payment
+    needing no HSM still pays (the control: the money check can see money move)."""
+    with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
+        assert conn.call(c.network("001"))["39"] == "96"  # the MAC cannot be checked
+    with IsoClient(proc.ports["atm"]) as plain:
+        c.sign_on(plain)
+    before = _money(proc)
+    assert before[3] == [12345]  # demo account 1000001
 
-        assert _money(proc) == before  # no payment, journal row, request row, debt or funds
+    maced = c.payment("1000001", 100)
+    with IsoClient(proc.ports["atm_mac"], mac_key=TAK) as conn:
+        response = conn.call(maced)
+    assert (response["39"], response["11"]) == ("96", maced["11"]), response
+    assert "38" not in response and "48" not in response
 
-        # Control: a payment needing no HSM moves money, and the check above sees it.
-        with IsoClient(proc.ports["atm"]) as plain:
-            assert plain.call(c.payment("1000001", 300))["39"] == "00"
-        payments, _, _, debts, funds = _money(proc)
-        assert (payments, debts, funds) == (before[0] + 1, [12045], before[4])
-        assert "Traceback" not in proc.log_text()
+    on_us = c.payment("1000001", 200)
+    block = encrypt_ecb(TPK, make_iso0("1234", PAN)).hex().upper()
+    on_us.update({"2": PAN, "52": block, "53": "01" + "0" * 14})
+    with IsoClient(proc.ports["atm"]) as plain:
+        response = plain.call(on_us)
+    assert (response["39"], response["11"]) == ("96", on_us["11"]), response
+    assert "38" not in response and "48" not in response
+
+    assert _money(proc) == before  # no payment, journal row, request row, debt or funds
+
+    # Control: a payment needing no HSM moves money, and the check above sees it.
+    with IsoClient(proc.ports["atm"]) as plain:
+        assert plain.call(c.payment("1000001", 300))["39"] == "00"
+    payments, _, _, debts, funds = _money(proc)
+    assert (payments, debts, funds) == (before[0] + 1, [12045], before[4])
+    assert "Traceback" not in proc.log_text()

@@ -19,12 +19,13 @@ COMPONENTS = ["0123456789ABCDEF0123456789ABCDEF", "1032547698BADCFE1032547698BAD
 @pytest.fixture(autouse=True)
 def _demo_database(tmp_path: Path) -> None:
     """The commands work on an existing database; the demo's terminals are the owners."""
-    settings = load(home=tmp_path)
+    (tmp_path / "billswitch.toml").write_text('demo_data = true\n[hsm]\nlmk = "test"\n')
+    settings = load(tmp_path / "billswitch.toml", home=tmp_path)
     prepare_database(settings, Hasher(load_or_create_key(tmp_path / "hash.key")))
 
 
 def _keys(home: Path, *args: str) -> int:
-    return main(["keys", "--home", str(home), *args])
+    return main(["keys", "--home", str(home), "--config", str(home / "billswitch.toml"), *args])
 
 
 def _dump(home: Path) -> str:

@@ -1,0 +1,57 @@
+"""The switch's files are its owner's only: home folder 0700, SQLite database 0600.
+
+The database holds every key (under the LMK), the cards' PIN verification
+values and the ledger; the home holds the hashing key. Nothing in them is for
+other users of the machine, so the home is created 0700 and the SQLite file
+0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+database file's mode). A database file found readable by others is
+tightened, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import structlog
+from sqlalchemy.engine import make_url
+
+log = structlog.get_logger(__name__)
+
+HOME_MODE = 0o700
+FILE_MODE = 0o600
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def make_home(home: Path) -> None:
+    """Create the home folder (and missing parents) readable by the owner only."""
+    if not home.exists():
+        home.mkdir(parents=True, mode=HOME_MODE)
+        os.chmod(home, HOME_MODE)  # mkdir's mode passes through the umask
+
+
+def private_database(url: str) -> None:
+    """For a SQLite URL: create the database file 0600, tighten an existing one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=HOME_MODE)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    for suffix in SQLITE_COMPANIONS:
+        _tighten(Path(f"{path}{suffix}"))
+
+
+def _tighten(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)
+        log.warning("database file was readable by others: made owner-only", file=str(path))
