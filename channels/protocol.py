@@ -100,11 +100,14 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
         return not self._paused
 
     def connectionMade(self) -> None:
+        log.info("connection opened", **self._who())
         self.transport.setTcpKeepAlive(True)  # type: ignore[attr-defined]
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self.setTimeout(self.settings.idle_timeout)
 
     def connectionLost(self, reason: Any = None) -> None:
+        why = reason.getErrorMessage() if reason is not None else "closed"
+        log.info("connection closed", reason=why, in_flight=self.in_flight, **self._who())
         self.setTimeout(None)
         self._closing = True
         self._waiting.clear()
@@ -113,6 +116,9 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
         for d in self._drained:
             d.callback(None)
         self._drained.clear()
+
+    def _who(self) -> dict[str, Any]:
+        return {"channel": self.settings.name, "conn": self.id, "peer": self._origin.peer}
 
     def timeoutConnection(self) -> None:
         if self.in_flight:
@@ -211,6 +217,10 @@ class IsoConnection(protocol.Protocol, TimeoutMixin):
             self._count_bad()
             response = self._handler.malformed(decode_partial(payload), exc.field, self._origin)
             if response is None:
+                log.warning(
+                    "closing connection: a frame without a readable MTI cannot be answered",
+                    **self._who(),
+                )
                 self._close()
             else:
                 self._send(response, tpdu)
