@@ -124,7 +124,8 @@ class SwitchApp:
         custody = open_custody(s.hsm, self.reactor)  # before anything: refuse a wrong LMK
         check_demo(s, custody)
         make_home(s.home)
-        log.info("HSM ready", hsm=s.hsm.url, lmk=custody.check_value[:6])
+        self.lmk = custody.check_value[:6]
+        log.info("HSM ready", hsm=s.hsm.url, lmk=self.lmk)
         if custody.warning():
             log.warning(custody.warning())
         hasher = Hasher(load_or_create_key(s.home / "hash.key"))

@@ -198,6 +198,7 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
     metrics.BUILD.info({"version": _version(), "python": platform.python_version()})
     # A shell starts background jobs with SIGINT ignored; Ctrl-C must still stop us cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    reactor.callWhenRunning(_summary, app)
     if ready_fd is None:
         # Said once the reactor runs, so its signal handlers are in place: a Ctrl-C or
         # SIGTERM from whoever waited for this line stops the switch cleanly.
@@ -210,6 +211,16 @@ def _run_node(settings: Settings, worker: int | None = None, ready_fd: int | Non
         stop_when_orphaned(reactor)
     reactor.run()
     return 0
+
+
+def _summary(app: Any) -> None:
+    """One line saying what this node is and runs on (switch/summary.py)."""
+    import structlog
+
+    from switch.summary import summary
+
+    fields = summary(app.settings, app.ports, app.lmk, _version())
+    structlog.get_logger("switch.start").info("started", **fields)
 
 
 def _ready(ports: dict[str, int]) -> None:

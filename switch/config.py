@@ -244,7 +244,7 @@ def show_settings(settings: Settings) -> str:
     for f in fields(settings):
         value = getattr(settings, f.name)
         if f.name == "db":
-            value = _masked_url(value)
+            value = masked_url(value)
         if f.name == "channels":
             for channel in value:
                 rows = [(k, v) for k, v in _items(channel) if k != "name"]
@@ -263,7 +263,8 @@ def _items(obj: Any) -> list[tuple[str, Any]]:
     return [(f.name, getattr(obj, f.name)) for f in fields(obj)]
 
 
-def _masked_url(url: str) -> str:
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, as ***."""
     if not url:
         return url
     from sqlalchemy.engine import make_url

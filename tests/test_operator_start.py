@@ -201,6 +201,18 @@ def test_log_json_is_json_only(tmp_path: Path) -> None:
     assert not any("Running upgrade" in e["event"] for e in events)
     listening = next(e for e in events if e["event"] == "listening")
     assert listening["ports"]["atm"] == ports[0]
+    started = next(e for e in events if e["event"] == "started")  # the start-up summary
+    assert started["database"] == f"sqlite:///{(tmp_path / 'billswitch.db').resolve()}"
+    assert (started["hsm"], started["lmk"], started["admin"]) == (
+        "software",
+        "7D2227",
+        "not built yet",
+    )
+    assert f"atm ATM 127.0.0.1:{ports[0]} binary2 mac=x919 tls=off" in started["channels"]
+    assert started["metrics"] == f"127.0.0.1:{ports[3]}" and started["version"].startswith("0.")
+    warnings = [e["event"] for e in events if e["level"] == "warning"]
+    assert any("TEST LMK" in w for w in warnings)  # test material: a warning line each
+    assert any("DEMO MATERIAL" in w for w in warnings)
 
 
 def test_health_readiness_systemd_and_build_info(tmp_path: Path) -> None:
@@ -347,3 +359,14 @@ def test_supervisor_tells_systemd_ready_and_stopping(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         notify.close()
+
+
+def test_the_summary_never_shows_a_database_password() -> None:
+    from dataclasses import replace
+
+    from switch.summary import summary
+
+    settings = replace(Settings(), db="postgresql+psycopg2://switch:s3cret@db1:5432/ledger")
+    fields = summary(settings, {"atm": 1, "pos": 2, "host": 3}, "1A2B3C", "0.1.0")
+    assert fields["database"] == "postgresql+psycopg2://switch:***@db1:5432/ledger"
+    assert "s3cret" not in repr(fields) and fields["metrics"] == "off"
