@@ -45,8 +45,11 @@ class HostCommandConnection(Int16StringReceiver):
             # No header to echo means no answer the client could match: drop it.
             log.warning("frame shorter than the header ignored", length=len(frame))
             return
-        answer = dispatch(self._factory.core, frame[:header_length], frame[header_length:])
-        if self._factory.delay:
+        command = frame[header_length:]
+        answer = dispatch(self._factory.core, frame[:header_length], command)
+        # Diagnostics (NC) are answered at once: the switch asks them at start, before the
+        # slow traffic a delay is there to play.
+        if self._factory.delay and not command.startswith(b"NC"):
             log.info("answer delayed", seconds=self._factory.delay)
             self._factory.later(self.sendString, answer)
         else:

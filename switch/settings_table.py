@@ -218,8 +218,8 @@ RULES: dict[str, Rule] = {
     "hsm.pool_size": Rule("connections to a TCP HSM", "1-64", between(1, 64)),
     "hsm.timeout": Rule(
         f"{SECONDS} before an HSM call fails (answer 96)",
-        "0-60, more than 0",
-        between(0, 60, above=True),
+        "0-3600, more than 0",
+        between(0, 3600, above=True),
     ),  # fmt: skip
     "hsm.key_grace": Rule(
         f"{SECONDS} a replaced TPK/TAK keeps working", "0-604800", between(0, 604800)

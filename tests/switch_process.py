@@ -21,7 +21,6 @@ from tests.client import IsoClient
 CONFIG = """{top}
 metrics_port = 0
 log_level = "info"
-{top}
 [channels.atm]
 port = 0
 mac = "none"

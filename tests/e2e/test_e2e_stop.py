@@ -40,7 +40,17 @@ def hsm_sim(home: Path, delay: float) -> Iterator[str]:
     log = home / "hsm.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hsm_sim", "--port", "0", "--delay", str(delay)],
+            [
+                sys.executable,
+                "-m",
+                "hsm_sim",
+                "--port",
+                "0",
+                "--lmk",
+                "test",
+                "--delay",
+                str(delay),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
