@@ -2,8 +2,12 @@
 
 Requests must carry a MAC over every byte from the MTI up to the MAC field,
 made with the terminal's TAK (a host link's ZAK); a missing or wrong one gets
-63 before anything else happens, so no money moves. Every response on such a
-channel is MACed with the active key. All MAC work is done by the HSM.
+63 before anything else happens, so no money moves. The answer to a request
+whose MAC verified is MACed under the key that verified it; every other answer
+(63, and 03, 12 or 30 decided before the MAC check) goes unMACed: MACing
+fields the sender chose, echoed back, under the terminal's key would let
+anyone without the key obtain valid MACs (a MAC oracle). All MAC work is done
+by the HSM.
 
 A MACed response is encoded once: the MAC covers the encoded bytes, and the
 HSM's MAC is then written into those bytes (it is their last field), so the
@@ -65,12 +69,10 @@ async def check_mac(t: Transaction, sv: Services) -> None:
 
 
 async def sign(t: Transaction, sv: Services, response: dict[str, str]) -> dict[str, str] | Encoded:
-    """The response with its MAC, fields and bytes, where the channel wants one and the
-    terminal has a key; else the response as it was."""
-    if t.origin.mac == "none" or t.terminal is None:
-        return response
-    key = t.mac_key or sv.keys().active(_owner(t), MAC_KEY[t.origin.kind])
-    if key is None:
+    """The response with its MAC, fields and bytes, under the key that verified the
+    request's MAC; a request whose MAC did not verify gets its answer as it was."""
+    key = t.mac_key
+    if t.origin.mac == "none" or key is None:
         return response
     fields = {k: v for k, v in response.items() if k not in ("64", "128")}
     de = mac_field(fields)

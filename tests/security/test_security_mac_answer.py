@@ -41,9 +41,20 @@ def _services(hsm: Any) -> Any:
 
 
 def _transaction(request: dict[str, str], mac_kind: str = "x919") -> Transaction:
+    """A request whose MAC verified under TAK_KEY (what check_mac leaves behind)."""
     t = Transaction(request, Origin("atm", "ATM", "peer", mac_kind), datetime.now(UTC))
     t.terminal = TERMINAL
+    t.mac_key = TAK_KEY
     return t
+
+
+def test_an_answer_to_an_unverified_request_is_not_maced() -> None:
+    """No MAC oracle: the terminal has an active TAK, but this request's MAC did not
+    verify (a 63, or a decline before the check), so its answer goes as it is."""
+    t = _transaction(REQUEST)
+    t.mac_key = None
+    response = t.response("63", {})
+    assert _run(mac.sign(t, _services(SoftwareHsm()), response)) == response
 
 
 def _run(coroutine: Any) -> Any:

@@ -71,8 +71,21 @@ def test_missing_or_wrong_mac_gets_63_and_moves_no_money(
     with IsoClient(switch.ports["atm_mac"]) as conn:
         response, raw = _call(conn, request)
     assert response["39"] == "63"
-    assert mac_ok(raw, TAK)  # even a refusal is MACed
+    assert "64" not in response and "128" not in response  # no MAC oracle: 63 goes unMACed
     assert _payments(switch) == before
+
+
+def test_no_mac_oracle_for_requests_refused_before_their_mac(switch: SwitchProcess) -> None:
+    """An unsupported processing code (12) is decided before the MAC check: its answer,
+    which echoes fields the sender chose, must not come back MACed under the terminal's
+    key either (else anyone could collect valid MACs over chosen data)."""
+    request = c.payment("1000002", 100)
+    request["3"] = "990000"  # not a bill payment or inquiry
+    request["64"] = "0123456789ABCDEF"  # a guess
+    with IsoClient(switch.ports["atm_mac"]) as conn:
+        response, _ = _call(conn, request)
+    assert response["39"] == "12"
+    assert "64" not in response and "128" not in response
 
 
 def test_terminal_without_a_mac_key_gets_63(switch: SwitchProcess) -> None:
