@@ -64,24 +64,27 @@ class UsageError(Exception):
     """Settings that parse but make no sense together; exit 2 rather than a traceback."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; a bare option list means ``run``."""
+def main(argv: list[str] | None = None, prog: str = "loadtest") -> int:
+    """Entry point; a bare option list means ``run``. ``prog``: how messages name the
+    program (``billswitch loadtest`` when started through the switch's command)."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     if not args_in or args_in[0] not in (*SUBCOMMANDS, "-h", "--help"):
         args_in = ["run", *args_in]
-    args = build_parser().parse_args(args_in)
+    args = build_parser(prog).parse_args(args_in)
     try:
         return int(args.handler(args))
     except UsageError as exc:
-        print(f"loadtest: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "loadtest") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="loadtest", description="Load generator and echo baseline for the billswitch switch."
+        prog=prog,
+        description="Load generator and echo baseline for the billswitch switch.",
+        epilog=f"example: {prog} bench --db postgresql+psycopg2://postgres@127.0.0.1:5432/test",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     workload = _workload_options()

@@ -27,8 +27,16 @@ class CardCommandError(Exception):
 def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     cards = sub.add_parser("cards", help="list on-us wallet cards, reset wrong-PIN counts")
     actions = cards.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="masked PAN, wallet, funds, wrong PIN tries, status")
-    reset = actions.add_parser("reset-tries", help="set a card's wrong-PIN count back to 0")
+    actions.add_parser(
+        "list",
+        help="masked PAN, wallet, funds, wrong PIN tries, status",
+        epilog="example: billswitch cards list --home /var/lib/billswitch",
+    )
+    reset = actions.add_parser(
+        "reset-tries",
+        help="set a card's wrong-PIN count back to 0",
+        epilog="example: billswitch cards reset-tries WAL:1f2e3d4c5b6a7980",
+    )
     reset.add_argument("wallet", help="the card's wallet account, as `cards list` shows it")
     return cards
 

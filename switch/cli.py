@@ -68,7 +68,7 @@ _EXAMPLES = """examples:
   billswitch run --db postgresql+psycopg2://billswitch@db1:5432/switch --workers 2
   billswitch config check --config site.toml
   billswitch keys list --home /var/lib/billswitch
-  billswitch cards reset-tries WALLET:9990001000:944
+  billswitch cards reset-tries WAL:1f2e3d4c5b6a7980
 """
 
 
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["loadtest"]:
         from loadtest.cli import main as loadtest_main
 
-        return loadtest_main(argv[1:])
+        return loadtest_main(argv[1:], prog=f"{PROG} loadtest")
     if argv[:1] == ["hsm-sim"]:
         from hsm_sim.__main__ import main as hsm_sim_main
 

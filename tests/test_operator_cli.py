@@ -190,3 +190,22 @@ def test_hsm_sim_warns_of_the_test_lmk_and_says_when_it_stops() -> None:
     assert first.startswith("billswitch hsm-sim: listening 127.0.0.1:")
     assert warning.startswith("billswitch hsm-sim: WARNING: running the public payShield test LMK")
     assert rest.splitlines()[-1] == "billswitch hsm-sim: stopped"
+
+
+HELPS = [
+    [], ["run"], ["migrate"], ["config", "check"], ["config", "show"], ["keys", "generate"],
+    ["keys", "import"], ["keys", "retire"], ["cards", "list"], ["cards", "reset-tries"],
+    ["lmk", "generate"], ["hsm-sim"], ["loadtest"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", HELPS, ids=lambda c: " ".join(c) or "billswitch")
+def test_every_help_has_an_example_under_one_program_name(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    text = _out(capsys)[0]
+    assert text.startswith(f"usage: billswitch {' '.join(command)}".rstrip())
+    assert "example" in text and "billswitch " in text.split("example", 1)[1]
