@@ -2,9 +2,13 @@
 
 A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
 under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
-with the issuer's PVK), so the switch never sees the PIN. Wrong PINs are
-counted (55, then 75 once the limit is reached; a right PIN resets the count)
-and the payment is then paid from the card's wallet account in the ledger.
+with the issuer's PVK), so the switch never sees the PIN. Every try is reserved
+on the card row before the HSM sees it (one conditional UPDATE: no reservation
+left is 75), so tries in flight, on any node, cannot outrun the limit. A wrong
+PIN keeps its reservation (55, or 75 for the one that reaches the limit); a
+right PIN releases it and resets the count (see ``release_right``); a block the
+HSM cannot read, or any failure, releases it (nothing counted). The payment is
+then paid from the card's wallet account in the ledger.
 A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
 switch lacks is its own malfunction (96, logged for the operator), not the
 terminal's security violation.
@@ -12,7 +16,8 @@ terminal's security violation.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+import structlog
+from sqlalchemy import Connection, case, select, update
 
 from hsm_sim.interface import HsmError, PinBlock
 from switch.errors import (
@@ -30,6 +35,8 @@ from switch.transaction import Transaction
 
 PIN_KEY = {"ATM": "TPK", "POS": "TPK", "HOST": "ZPK"}
 DEFAULT_PIN_FORMAT = "01"  # ISO 9564 format 0
+
+log = structlog.get_logger(__name__)
 
 
 class UnusablePinFormat(FormatError):
@@ -77,16 +84,42 @@ def load_card(conn: Connection, pan_hash: str) -> Card | None:
         row.pvv,
         row.wallet_account,
         row.currency,
-        row.pin_tries,
         row.status == "active",
     )
 
 
-def count_try(conn: Connection, pan_hash: str, right: bool) -> int:
-    """Record a PIN try; returns the wrong tries counted after it."""
-    tries = 0 if right else _card.pin_tries + 1
-    conn.execute(update(s.cards).where(_card.pan_hash == pan_hash).values(pin_tries=tries))
+def reserve_try(conn: Connection, pan_hash: str, limit: int) -> int | None:
+    """Count a try before it is verified, if the card has one left: the count with it,
+    or None when the card is blocked. The row is the truth for every node at once."""
+    reserved = conn.execute(
+        update(s.cards)
+        .where(_card.pan_hash == pan_hash, _card.pin_tries < limit)
+        .values(pin_tries=_card.pin_tries + 1)
+    )
+    if reserved.rowcount == 0:
+        return None
     return conn.execute(select(_card.pin_tries).where(_card.pan_hash == pan_hash)).scalar_one()
+
+
+def release_try(conn: Connection, pan_hash: str) -> None:
+    """Give back a reservation whose try said nothing about the PIN (the block did not
+    decrypt, the HSM failed). Never below 0: an operator may have reset the count."""
+    conn.execute(
+        update(s.cards)
+        .where(_card.pan_hash == pan_hash, _card.pin_tries > 0)
+        .values(pin_tries=_card.pin_tries - 1)
+    )
+
+
+def release_right(conn: Connection, pan_hash: str, mine: int) -> None:
+    """A right PIN: reset the count to 0 if no try was reserved after this one (the count
+    is still ``mine``), else give back only this reservation, so that wrong tries made
+    meanwhile still count (a right PIN cannot wipe guesses racing it)."""
+    conn.execute(
+        update(s.cards)
+        .where(_card.pan_hash == pan_hash, _card.pin_tries > 0)
+        .values(pin_tries=case((_card.pin_tries == mine, 0), else_=_card.pin_tries - 1))
+    )
 
 
 def is_on_us(pan: str, bins: tuple[str, ...]) -> bool:
@@ -100,7 +133,7 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         return
     pan_hash = t.pan_hash = sv.hasher.pan(pan)
     card = sv.cards.get(pan_hash)
-    if card is None or card.pin_tries >= sv.pin_tries:  # blocked: an operator may have reset it
+    if card is None:
         card = await sv.reads.shared(load_card, pan_hash)
         if card is not None:
             sv.cards.put(card)
@@ -108,31 +141,37 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         raise UnknownCard("on-us card unknown to the issuer")
     if not card.active:
         raise InactiveCard("on-us card not active")
-    if card.pin_tries >= sv.pin_tries:
-        raise PinTriesExceeded("PIN tries exceeded")
     if not t.request.get("52"):
         raise IncorrectPin("PIN block missing")
-    right = await _verify(t, sv, pan, card)
-    if right and card.pin_tries == 0:
-        t.wallet = card.wallet_account
-        t.pin_limit = sv.pin_tries
-        return
-    tries = await sv.reads.transaction(count_try, card.pan_hash, right)
-    sv.cards.set_tries(card, tries)
-    if right:
-        t.wallet = card.wallet_account
-        t.pin_limit = sv.pin_tries
-        return
-    if tries >= sv.pin_tries:
+    keys = _pin_key(t, sv), _pvk(sv)  # a key missing is 96 before any try is counted
+    mine = await sv.reads.transaction(reserve_try, pan_hash, sv.pin_tries)
+    if mine is None:
         raise PinTriesExceeded("PIN tries exceeded")
-    raise IncorrectPin("PIN does not verify")
-
-
-async def _verify(t: Transaction, sv: Services, pan: str, card: Card) -> bool:
     try:
-        return await sv.hsm.verify_pin_pvv(
-            _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
-        )
+        right = await _verify(t, sv, pan, card, *keys)
+    except BaseException:
+        await _give_back(sv, pan_hash)
+        raise
+    if not right:
+        if mine >= sv.pin_tries:
+            raise PinTriesExceeded("PIN tries exceeded")
+        raise IncorrectPin("PIN does not verify")
+    await sv.reads.transaction(release_right, pan_hash, mine)
+    t.wallet = card.wallet_account
+
+
+async def _give_back(sv: Services, pan_hash: str) -> None:
+    """Release a reservation whose try was not decided; if even that fails, the try stays
+    counted (the safe side) and the caller's own error is what is answered."""
+    try:
+        await sv.reads.transaction(release_try, pan_hash)
+    except Exception as exc:
+        log.warning("PIN try not released", error=type(exc).__name__)
+
+
+async def _verify(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return await sv.hsm.verify_pin_pvv(tpk, pvk, _pin_block(t), pan, int(card.pvki), card.pvv)
     except HsmError as exc:
         if exc.code not in PIN_DATA_ERRORS:
             raise
