@@ -3,12 +3,13 @@
 A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
 under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
 with the issuer's PVK), so the switch never sees the PIN. Every try is reserved
-on the card row before the HSM sees it (one conditional UPDATE: no reservation
-left is 75), so tries in flight, on any node, cannot outrun the limit. A wrong
-PIN keeps its reservation (55, or 75 for the one that reaches the limit); a
-right PIN releases it and resets the count (see ``release_right``); a block the
-HSM cannot read, or any failure, releases it (nothing counted). The payment is
-then paid from the card's wallet account in the ledger.
+on the card row before the HSM sees it (one conditional UPDATE counting the
+wrong tries and those in flight on every node: none left is 75), so requests in
+flight cannot outrun the limit; ``settle_try`` then counts a wrong PIN (55, or
+75 for the one that reaches the limit), lets a right one reset the count, and
+gives an undecided one (a block the HSM cannot read, an HSM failure) back. A
+node checks one PIN per card at a time (switch/security/pin_queue.py). The
+payment is then paid from the card's wallet account in the ledger.
 A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
 switch lacks is its own malfunction (96, logged for the operator), not the
 terminal's security violation.
@@ -17,7 +18,7 @@ terminal's security violation.
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, case, literal, select, update
 
 from hsm_sim.interface import HsmError, PinBlock
 from switch.errors import (
@@ -88,38 +89,32 @@ def load_card(conn: Connection, pan_hash: str) -> Card | None:
     )
 
 
-def reserve_try(conn: Connection, pan_hash: str, limit: int) -> int | None:
-    """Count a try before it is verified, if the card has one left: the count with it,
-    or None when the card is blocked. The row is the truth for every node at once."""
+def reserve_try(conn: Connection, pan_hash: str, limit: int) -> bool:
+    """Reserve a try before it is verified, if the card has one left counting the tries
+    in flight on every node (False: 75). The row is the truth for all nodes at once."""
     reserved = conn.execute(
         update(s.cards)
-        .where(_card.pan_hash == pan_hash, _card.pin_tries < limit)
-        .values(pin_tries=_card.pin_tries + 1)
+        .where(_card.pan_hash == pan_hash, _card.pin_tries + _card.pin_pending < limit)
+        .values(pin_pending=_card.pin_pending + 1)
     )
-    if reserved.rowcount == 0:
-        return None
+    return reserved.rowcount == 1
+
+
+def settle_try(conn: Connection, pan_hash: str, right: bool | None) -> int:
+    """Decide a reserved try: a wrong PIN (False) is counted, a right one (True) resets
+    the wrong tries to 0, an undecided one (None: the block did not decrypt, the HSM
+    failed) counts nothing. Tries still in flight stay reserved either way, so a right
+    PIN cannot wipe a guess being verified beside it. Returns the wrong tries now."""
+    tries = {True: literal(0), False: _card.pin_tries + 1, None: _card.pin_tries}[right]
+    conn.execute(
+        update(s.cards)
+        .where(_card.pan_hash == pan_hash)
+        .values(
+            pin_tries=tries,
+            pin_pending=case((_card.pin_pending > 0, _card.pin_pending - 1), else_=0),
+        )
+    )
     return conn.execute(select(_card.pin_tries).where(_card.pan_hash == pan_hash)).scalar_one()
-
-
-def release_try(conn: Connection, pan_hash: str) -> None:
-    """Give back a reservation whose try said nothing about the PIN (the block did not
-    decrypt, the HSM failed). Never below 0: an operator may have reset the count."""
-    conn.execute(
-        update(s.cards)
-        .where(_card.pan_hash == pan_hash, _card.pin_tries > 0)
-        .values(pin_tries=_card.pin_tries - 1)
-    )
-
-
-def release_right(conn: Connection, pan_hash: str, mine: int) -> None:
-    """A right PIN: reset the count to 0 if no try was reserved after this one (the count
-    is still ``mine``), else give back only this reservation, so that wrong tries made
-    meanwhile still count (a right PIN cannot wipe guesses racing it)."""
-    conn.execute(
-        update(s.cards)
-        .where(_card.pan_hash == pan_hash, _card.pin_tries > 0)
-        .values(pin_tries=case((_card.pin_tries == mine, 0), else_=_card.pin_tries - 1))
-    )
 
 
 def is_on_us(pan: str, bins: tuple[str, ...]) -> bool:
@@ -143,28 +138,35 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         raise InactiveCard("on-us card not active")
     if not t.request.get("52"):
         raise IncorrectPin("PIN block missing")
-    keys = _pin_key(t, sv), _pvk(sv)  # a key missing is 96 before any try is counted
-    mine = await sv.reads.transaction(reserve_try, pan_hash, sv.pin_tries)
-    if mine is None:
-        raise PinTriesExceeded("PIN tries exceeded")
-    try:
-        right = await _verify(t, sv, pan, card, *keys)
-    except BaseException:
-        await _give_back(sv, pan_hash)
-        raise
+    keys = _pin_key(t, sv), _pvk(sv)  # a key missing is 96 before any try is reserved
+    async with sv.pin_queue.turn(pan_hash):
+        right = await _try_pin(t, sv, pan, card, *keys)
     if not right:
-        if mine >= sv.pin_tries:
-            raise PinTriesExceeded("PIN tries exceeded")
         raise IncorrectPin("PIN does not verify")
-    await sv.reads.transaction(release_right, pan_hash, mine)
     t.wallet = card.wallet_account
 
 
-async def _give_back(sv: Services, pan_hash: str) -> None:
-    """Release a reservation whose try was not decided; if even that fails, the try stays
-    counted (the safe side) and the caller's own error is what is answered."""
+async def _try_pin(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]
+    """Reserve a try, verify, settle: True for a right PIN; 75 once the card is blocked."""
+    if not await sv.reads.transaction(reserve_try, card.pan_hash, sv.pin_tries):
+        raise PinTriesExceeded("PIN tries exceeded")
     try:
-        await sv.reads.transaction(release_try, pan_hash)
+        right = await _verify(t, sv, pan, card, tpk, pvk)
+    except BaseException:
+        await _settle_undecided(sv, card.pan_hash)
+        raise
+    tries = await sv.reads.transaction(settle_try, card.pan_hash, right)
+    if not right and tries >= sv.pin_tries:
+        raise PinTriesExceeded("PIN tries exceeded")
+    return right
+
+
+async def _settle_undecided(sv: Services, pan_hash: str) -> None:
+    """Give back a reservation whose try was not decided; if even that fails, the try stays
+    reserved (the safe side: an operator's reset clears it) and the caller's own error is
+    what is answered."""
+    try:
+        await sv.reads.transaction(settle_try, pan_hash, None)
     except Exception as exc:
         log.warning("PIN try not released", error=type(exc).__name__)
 

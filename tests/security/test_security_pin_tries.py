@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, insert, select, update
 from switch.ledger import schema as s
 from switch.ledger.accounts import ensure_account
 from switch.ledger.database import migrate
-from switch.security.cards import release_right, release_try, reserve_try
+from switch.security.cards import reserve_try, settle_try
 
 CARD = "h" * 64
 LIMIT = 3
@@ -44,67 +44,79 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _tries(engine: Engine) -> int:
+def _tries(engine: Engine) -> tuple[int, int]:
+    """The card's wrong tries and its tries in flight."""
     with engine.connect() as conn:
-        return conn.execute(select(s.cards.c.pin_tries)).scalar_one()
+        return tuple(conn.execute(select(s.cards.c.pin_tries, s.cards.c.pin_pending)).one())  # type: ignore[return-value]
 
 
-def _set_tries(engine: Engine, tries: int) -> None:
+def _set_tries(engine: Engine, tries: int, pending: int = 0) -> None:
     with engine.begin() as conn:
-        conn.execute(update(s.cards).values(pin_tries=tries))
+        conn.execute(update(s.cards).values(pin_tries=tries, pin_pending=pending))
 
 
-def _reserve(engine: Engine, pan_hash: str = CARD) -> int | None:
+def _reserve(engine: Engine, pan_hash: str = CARD) -> bool:
     with engine.begin() as conn:
         return reserve_try(conn, pan_hash, LIMIT)
 
 
-def test_a_reservation_counts_up_to_the_limit_and_no_further(engine: Engine) -> None:
-    assert [_reserve(engine) for _ in range(5)] == [1, 2, 3, None, None]
-    assert _tries(engine) == LIMIT
-    assert _reserve(engine, "x" * 64) is None  # no such card: nothing to reserve
+def _settle(engine: Engine, right: bool | None) -> int:
+    with engine.begin() as conn:
+        return settle_try(conn, CARD, right)
+
+
+def test_reservations_count_tries_in_flight_up_to_the_limit(engine: Engine) -> None:
+    assert [_reserve(engine) for _ in range(5)] == [True, True, True, False, False]
+    assert _tries(engine) == (0, LIMIT)
+    assert not _reserve(engine, "x" * 64)  # no such card: nothing to reserve
 
 
 def test_racing_reservations_never_pass_the_limit(engine: Engine) -> None:
     """Twenty threads reserve at once, each in its own transaction: three win."""
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: _reserve(engine), range(20)))
-    assert sorted(r for r in results if r is not None) == [1, 2, 3]
-    assert results.count(None) == 17
-    assert _tries(engine) == LIMIT
+    assert results.count(True) == LIMIT
+    assert _tries(engine) == (0, LIMIT)
 
 
-def test_a_released_try_is_given_back_but_never_below_zero(engine: Engine) -> None:
-    assert _reserve(engine) == 1
-    assert _reserve(engine) == 2
-    with engine.begin() as conn:
-        release_try(conn, CARD)
-    assert _tries(engine) == 1
-    _set_tries(engine, 0)  # an operator reset the count meanwhile
-    with engine.begin() as conn:
-        release_try(conn, CARD)
-    assert _tries(engine) == 0
+def test_wrong_tries_are_counted_and_then_block(engine: Engine) -> None:
+    for expected in (1, 2, 3):
+        assert _reserve(engine)
+        assert _settle(engine, False) == expected
+    assert not _reserve(engine)
+    assert _tries(engine) == (LIMIT, 0)
 
 
-def test_a_right_pin_resets_the_count_when_no_later_try_is_outstanding(engine: Engine) -> None:
-    """One wrong try (kept), then the right PIN's reservation: the count is back to 0."""
-    assert _reserve(engine) == 1
-    mine = _reserve(engine)
-    assert mine == 2
-    with engine.begin() as conn:
-        release_right(conn, CARD, mine)
-    assert _tries(engine) == 0
+def test_a_wrong_try_counted_and_two_in_flight_leave_no_try(engine: Engine) -> None:
+    _set_tries(engine, 1, 2)
+    assert not _reserve(engine)
 
 
-def test_a_right_pin_keeps_the_tries_reserved_after_it(engine: Engine) -> None:
-    """Wrong tries reserved while the right PIN was at the HSM still count: the right PIN
-    gives back only its own reservation, so it cannot wipe guesses racing it."""
-    mine = _reserve(engine)
-    assert mine == 1
-    assert _reserve(engine) == 2
-    assert _reserve(engine) == 3
-    with engine.begin() as conn:
-        release_right(conn, CARD, mine)
-    assert _tries(engine) == 2
-    assert _reserve(engine) == 3
-    assert _reserve(engine) is None
+def test_an_undecided_try_is_given_back_and_counts_nothing(engine: Engine) -> None:
+    _set_tries(engine, 1)
+    assert _reserve(engine)
+    assert _settle(engine, None) == 1
+    assert _tries(engine) == (1, 0)
+    _set_tries(engine, 0, 0)  # an operator reset the card meanwhile: never below 0
+    assert _settle(engine, None) == 0
+    assert _tries(engine) == (0, 0)
+
+
+def test_a_right_pin_resets_the_wrong_tries(engine: Engine) -> None:
+    _set_tries(engine, 2)
+    assert _reserve(engine)
+    assert _settle(engine, True) == 0
+    assert _tries(engine) == (0, 0)
+
+
+def test_a_right_pin_does_not_wipe_tries_still_in_flight(engine: Engine) -> None:
+    """A right PIN and two guesses verified beside it: the right PIN resets only the
+    counted tries; the two guesses, wrong, still count when they are decided."""
+    assert all(_reserve(engine) for _ in range(3))
+    assert _settle(engine, True) == 0
+    assert _tries(engine) == (0, 2)
+    assert _reserve(engine)  # one try left beside the two in flight
+    assert not _reserve(engine)
+    assert [_settle(engine, False) for _ in range(3)] == [1, 2, 3]
+    assert _tries(engine) == (LIMIT, 0)
+    assert not _reserve(engine)
