@@ -189,14 +189,96 @@ def _insert_requests(conn: Connection, rows: list[tuple[object, ...]]) -> None:
 
 
 def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[list[int]]:
-    """Payments, then reversals, each kind applied at once, when that gives exactly what
-    arrival order gives (answers, DU, ledger); else arrival order (``_order_matters``)."""
-    payments = [i for i in live if isinstance(orders[i], PaymentOrder)]
-    reversals = [i for i in live if isinstance(orders[i], ReversalOrder)]
-    if payments and reversals and len(payments) + len(reversals) == len(live):
-        if not _order_matters(conn, orders, payments, reversals):
-            return [payments, reversals]
-    return _runs(orders, live)
+    """The batch in stages that give exactly what arrival order gives (answers, DU,
+    ledger), with as few stages as that allows: each stage is one kind of order,
+    applied at once.
+
+    Only orders that touch the same account or name the same transaction must keep
+    their arrival order; the others commute. So each order goes to the earliest stage
+    of its kind that comes after every earlier order it conflicts with (a stage of its
+    own kind holding such an order will do: a stage applies its orders in arrival
+    order, in memory). Payments also keep their order among themselves, since their
+    ids (the receipt numbers) are drawn stage by stage. Reversals of other accounts,
+    the common case, thus join the first reversal stage; payments after a reversal of
+    their account wait for it. A batch with an on-us wallet payment and a reversal
+    (which may refill the wallet) runs in plain arrival order; an order of another
+    kind is a stage alone that nothing passes.
+    """
+    kinds = {type(orders[i]) for i in live}
+    wallets = any(isinstance(orders[i], PaymentOrder) and orders[i].wallet for i in live)  # type: ignore[attr-defined]
+    if wallets and ReversalOrder in kinds:
+        return _runs(orders, live)
+    accounts = _reversal_accounts(conn, orders, live) if ReversalOrder in kinds else {}
+    stages: list[list[int]] = []
+    last: dict[tuple[str, object], int] = {}  # conflict key -> last stage holding it
+    floor = payments_floor = 0
+    for i in live:
+        order = orders[i]
+        if not isinstance(order, BatchOrder):
+            stages.append([i])
+            floor = len(stages)
+            continue
+        keys = _conflict_keys(order, accounts.get(i))
+        lowest = max(floor, payments_floor if isinstance(order, PaymentOrder) else 0)
+        for key in keys:
+            at = last.get(key)
+            if at is not None:
+                same = type(orders[stages[at][0]]) is type(order)
+                strict = not same or (key[0] == "id" and isinstance(order, PaymentOrder))
+                lowest = max(lowest, at + 1 if strict else at)
+        j = next(
+            (j for j in range(lowest, len(stages)) if type(orders[stages[j][0]]) is type(order)),
+            None,
+        )
+        if j is None:
+            stages.append([])
+            j = len(stages) - 1
+        stages[j].append(i)
+        for key in keys:
+            last[key] = max(last.get(key, j), j)
+        if isinstance(order, PaymentOrder):
+            payments_floor = j
+    return stages
+
+
+def _conflict_keys(order: Order, account: tuple[str, str] | None) -> list[tuple[str, object]]:
+    """What an order touches that another may too: its account, and its transaction (a
+    payment's own identity, a reversal's original's). Two payments of one transaction
+    (a 0200 and its 0220) never share a stage."""
+    if isinstance(order, PaymentOrder):
+        return [("account", order.account_key), ("id", original_key(order.key))]
+    assert isinstance(order, ReversalOrder)
+    keys: list[tuple[str, object]] = [("id", original_key(order.original))]
+    if account is not None:
+        keys.append(("account", account))
+    return keys
+
+
+def _reversal_accounts(
+    conn: Connection, orders: Sequence[Order], live: list[int]
+) -> dict[int, tuple[str, str]]:
+    """Each reversal's account: its original's, found in the batch (the latest payment
+    of that transaction before it) or among stored payments (one read for the batch)."""
+    in_batch: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+    found: dict[int, tuple[str, str]] = {}
+    unknown: list[int] = []
+    for i in live:
+        order = orders[i]
+        if isinstance(order, PaymentOrder):
+            in_batch[original_key(order.key)] = order.account_key
+        elif isinstance(order, ReversalOrder):
+            key = original_key(order.original)
+            if key in in_batch:
+                found[i] = in_batch[key]
+            else:
+                unknown.append(i)
+    if unknown:
+        stored = original_payments(conn, [orders[i].original for i in unknown])  # type: ignore[attr-defined]
+        for i in unknown:
+            payment = stored.get(original_key(orders[i].original))  # type: ignore[attr-defined]
+            if payment is not None:
+                found[i] = (payment.biller_code, payment.account)
+    return found
 
 
 def _runs(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
@@ -212,38 +294,6 @@ def _runs(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
         else:
             stages.append([i])
     return stages
-
-
-def _order_matters(
-    conn: Connection, orders: Sequence[Order], payments: list[int], reversals: list[int]
-) -> bool:
-    """Whether moving the payments before the reversals could change anything.
-
-    Only a payment that arrived after a reversal is moved before it, so only such pairs
-    can differ: a payment of the very transaction the reversal names (its original), or
-    of an account the reversal touches (the debts it reopens decide the payment's answer,
-    which debts and periods it pays, and its DU), or any on-us wallet payment (a reversal
-    may refill the wallet). Reversals of other accounts, the common case, still batch.
-    """
-    if any(orders[i].wallet for i in payments):  # type: ignore[attr-defined]
-        return True
-    last_payment: dict[tuple[str, str, str, str], int] = {}
-    for i in payments:  # a 0200 and its 0220 share the identity: the later one counts
-        last_payment[original_key(orders[i].key)] = i
-    touched: dict[tuple[str, str], int] = {}  # account -> first reversal touching it
-    stored = original_payments(conn, [orders[i].original for i in reversals])  # type: ignore[attr-defined]
-    for i in reversals:
-        key = original_key(orders[i].original)  # type: ignore[attr-defined]
-        if key in last_payment:
-            if last_payment[key] > i:
-                return True
-            touched.setdefault(orders[last_payment[key]].account_key, i)  # type: ignore[attr-defined]
-        elif key in stored:
-            touched.setdefault((stored[key].biller_code, stored[key].account), i)
-    return any(
-        i > touched.get(orders[i].account_key, len(orders))  # type: ignore[attr-defined]
-        for i in payments
-    )
 
 
 def _apply_stage(
