@@ -197,12 +197,13 @@ def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[
     their arrival order; the others commute. So each order goes to the earliest stage
     of its kind that comes after every earlier order it conflicts with (a stage of its
     own kind holding such an order will do: a stage applies its orders in arrival
-    order, in memory). Payments also keep their order among themselves, since their
-    ids (the receipt numbers) are drawn stage by stage. Reversals of other accounts,
-    the common case, thus join the first reversal stage; payments after a reversal of
-    their account wait for it. A batch with an on-us wallet payment and a reversal
-    (which may refill the wallet) runs in plain arrival order; an order of another
-    kind is a stage alone that nothing passes.
+    order, in memory). Reversals of other accounts, the common case, thus join the
+    first reversal stage; payments after a reversal of their account wait for it.
+    Payment ids (receipt numbers) are drawn stage by stage, so within one batch they
+    need not follow arrival order; keeping them in order cost the default mix 12-15 %.
+    A batch with an on-us wallet payment and a reversal (which may refill the wallet)
+    runs in plain arrival order; an order of another kind is a stage alone that
+    nothing passes.
     """
     kinds = {type(orders[i]) for i in live}
     wallets = any(isinstance(orders[i], PaymentOrder) and orders[i].wallet for i in live)  # type: ignore[attr-defined]
@@ -211,7 +212,7 @@ def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[
     accounts = _reversal_accounts(conn, orders, live) if ReversalOrder in kinds else {}
     stages: list[list[int]] = []
     last: dict[tuple[str, object], int] = {}  # conflict key -> last stage holding it
-    floor = payments_floor = 0
+    floor = 0
     for i in live:
         order = orders[i]
         if not isinstance(order, BatchOrder):
@@ -219,7 +220,7 @@ def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[
             floor = len(stages)
             continue
         keys = _conflict_keys(order, accounts.get(i))
-        lowest = max(floor, payments_floor if isinstance(order, PaymentOrder) else 0)
+        lowest = floor
         for key in keys:
             at = last.get(key)
             if at is not None:
@@ -236,8 +237,6 @@ def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[
         stages[j].append(i)
         for key in keys:
             last[key] = max(last.get(key, j), j)
-        if isinstance(order, PaymentOrder):
-            payments_floor = j
     return stages
 
 

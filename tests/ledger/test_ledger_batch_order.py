@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
+from iso.bill_data import parse_bill_data
 from switch.ledger import queries
 from switch.ledger import schema as s
 from switch.ledger.postings import Order, PaymentOrder, Recorded, record_batch
@@ -160,11 +161,36 @@ def _answer(recorded: Recorded) -> tuple[str, dict[str, Any]]:
     return recorded.code, response
 
 
+def _names(conn: Connection) -> dict[int, tuple[str, ...]]:
+    """Each payment id -> the request that made the payment. Ids (and receipt numbers,
+    RN) are drawn stage by stage, so a batch may number its payments in another order
+    than arrival; which request made which payment is what must be the same."""
+    r = s.requests.c
+    query = select(r.payment_id, r.acquirer_id, r.terminal_id, r.stan, r.transmitted, r.mti)
+    return {row[0]: tuple(row[1:]) for row in conn.execute(query.where(r.payment_id.is_not(None)))}
+
+
+def _named(answer: tuple[str, dict[str, Any]], conn: Connection) -> tuple[str, dict[str, Any]]:
+    """The answer with its receipt number (RN, ``P`` + payment id) named by its request."""
+    code, response = answer
+    names = _names(conn)
+    response = dict(response)
+    if response.get("payment_id"):  # the test writer's own response form
+        response["payment_id"] = names[int(response["payment_id"])]
+    if "48" in response:
+        tags = parse_bill_data(response["48"])
+        if "RN" in tags:
+            tags["RN"] = "/".join(names[int(tags["RN"][1:])])
+        response["48"] = tags
+    return code, response
+
+
 def _state(conn: Connection) -> dict[str, Any]:
-    """Everything the batch wrote, without surrogate ids that depend on statement order."""
-    d, p, a, j, e, r = (
+    """Everything the batch wrote, with payments named by the request that made them
+    (ids depend on the order stages draw them in)."""
+    names = _names(conn)
+    d, a, j, e, r = (
         s.debts.c,
-        s.payments.c,
         s.allocations.c,
         s.journal.c,
         s.entries.c,
@@ -174,13 +200,13 @@ def _state(conn: Connection) -> dict[str, Any]:
     for jid, code, amount in conn.execute(select(e.journal_id, e.account_code, e.amount)):
         entries.setdefault(jid, []).append((code, amount))
     journal = sorted(
-        (pid or 0, kind, amount, str(day), acq or "", sorted(entries[jid]))
+        (names.get(pid, ()), kind, amount, str(day), acq or "", sorted(entries[jid]))
         for jid, pid, kind, amount, day, acq in conn.execute(
             select(j.id, j.payment_id, j.kind, j.amount, j.business_day, j.acquirer_id)
         )
     )
     requests = sorted(
-        (*row[:6], row.payment_id or 0, _without_auth(row.response))
+        (*row[:6], names.get(row.payment_id, ()), _named_response(row.response, names))
         for row in conn.execute(
             select(
                 r.acquirer_id, r.terminal_id, r.stan, r.transmitted, r.mti, r.response_code,
@@ -189,23 +215,30 @@ def _state(conn: Connection) -> dict[str, Any]:
         )
     )  # fmt: skip
     payment_columns = [c for c in s.payments.c if c.name not in ("auth_code", "created_at")]
+    payments = conn.execute(select(*payment_columns)).all()
+    allocations = conn.execute(select(a.payment_id, a.debt_id, a.amount, a.reversed_amount))
     return {
         "debts": conn.execute(select(d.id, d.amount_open).order_by(d.id)).all(),
-        "payments": conn.execute(select(*payment_columns).order_by(p.id)).all(),
-        "allocations": conn.execute(
-            select(a.payment_id, a.debt_id, a.amount, a.reversed_amount).order_by(
-                a.payment_id, a.debt_id
-            )
-        ).all(),
+        "payments": sorted((names[row[0]], *row[1:]) for row in payments),
+        "allocations": sorted((names[row[0]], *row[1:]) for row in allocations),
         "journal": journal,
         "requests": requests,
         "balances": queries.balances(conn),
     }
 
 
-def _without_auth(response: str) -> str:
+def _named_response(response: str, names: dict[int, tuple[str, ...]]) -> str:
+    """A stored response without its random authorisation code, its RN named."""
     fields = json.loads(response)
     fields.pop("auth_code", None)
+    fields.pop("38", None)
+    if fields.get("payment_id"):
+        fields["payment_id"] = names[int(fields["payment_id"])]
+    if "48" in fields:
+        tags = parse_bill_data(fields["48"])
+        if "RN" in tags:
+            tags["RN"] = "/".join(names[int(tags["RN"][1:])])
+        fields["48"] = tags
     return json.dumps(fields, sort_keys=True)
 
 
@@ -220,6 +253,9 @@ def test_batched_equals_one_at_a_time_in_arrival_order(
         with batched.begin() as conn:
             together = [_answer(x) for x in record_batch(conn, orders, NOW)]
         alone = [_answer(record_one(one_by_one, order)) for order in orders]
+        with batched.connect() as a, one_by_one.connect() as b:
+            together = [_named(x, a) for x in together]
+            alone = [_named(x, b) for x in alone]
         where = f"seed {seed}, batch {n}: {[type(o).__name__[0] + o.key.stan for o in orders]}"
         for i, (got, want) in enumerate(zip(together, alone, strict=True)):
             assert got == want, f"{where}, order {i}"
