@@ -209,21 +209,12 @@ def _coerce(
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}{key} = {value!r}: {exc}") from None
         _check_type(where, key, value, types[key])
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise ValueError(f"{where}{key} = {value!r}: one of {sorted(_CHOICES[key])}")
     return result
 
 
 def _hint(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_CHOICES = {
-    "framing": {"binary2", "ascii4"},
-    "kind": {"ATM", "POS", "HOST"},
-    "mac": {"none", "x919", "cmac"},
-}
 
 
 _SIMPLE_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -60,6 +61,14 @@ def postgres_schema_url() -> Iterator[str]:
         admin.dispose()
 
 
+def backend_url(backend: str, home: Path) -> Iterator[str]:
+    """A fresh, empty database of ``backend`` (a generator: PostgreSQL cleans up after)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{home / 'billswitch.db'}"
+    else:
+        yield from postgres_schema_url()
+
+
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -76,11 +85,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: 
 def switch(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[SwitchProcess]:  # type: ignore[no-untyped-def]
     """A real switch process (demo data) on ephemeral ports, one per module and backend."""
     home = tmp_path_factory.mktemp("switch")
-    if request.param == "sqlite":
-        url = f"sqlite:///{home / 'billswitch.db'}"
+    for url in backend_url(request.param, home):
         with SwitchProcess.start(home, url) as proc:
             yield proc
-    else:
-        for url in postgres_schema_url():
-            with SwitchProcess.start(home, url) as proc:
-                yield proc

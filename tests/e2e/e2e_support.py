@@ -7,6 +7,7 @@ another test folder's module.
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
 import socket
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from iso.dialect import response_mti
 from switch.ledger import schema as s
 from switch.ledger.queries import unbalanced_journal_rows
 from tests.client import IsoClient, bill_data, sign_on
-from tests.conftest import postgres_schema_url
+from tests.conftest import backend_url, postgres_schema_url  # noqa: F401 (re-exported)
 from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
 
@@ -34,14 +35,6 @@ TEST_PAN = "4761739001010119"  # a Visa test card number
 # Terminals the switch fixture signs on; others of the demo data stay signed off.
 SIGNED_ON = [("ATM00001", "100001"), ("ATM00002", "100001"), ("POS00001", "100001"),
              ("POS00002", "100001"), ("", "200002")]  # fmt: skip
-
-
-def backend_url(backend: str, home: Path) -> Iterator[str]:
-    """A fresh, empty database of ``backend`` (a generator: PostgreSQL cleans up after)."""
-    if backend == "sqlite":
-        yield f"sqlite:///{home / 'billswitch.db'}"
-    else:
-        yield from postgres_schema_url()
 
 
 @contextmanager
@@ -89,6 +82,29 @@ def started(
             raise AssertionError(message) from exc
         finally:
             ledger.close()
+
+
+Nodes = tuple[SwitchProcess, SwitchProcess, "Ledger"]
+
+
+@contextmanager
+def two_nodes(home: Path, backend: str, top_a: str = "", top_b: str = "") -> Iterator[Nodes]:
+    """Two switch nodes (``top_a``/``top_b``: their top-level settings) on one fresh
+    database, sharing the hashing key, every demo terminal signed on through each; and
+    that database through SQL."""
+    (home / "a").mkdir()
+    (home / "b").mkdir()
+    for url in backend_url(backend, home):
+        with started(home / "a", url, top_config=top_a) as a:
+            shutil.copy(home / "a" / "hash.key", home / "b" / "hash.key")
+            with started(home / "b", url, top_config=top_b) as b:
+                sign_on_all(a)
+                sign_on_all(b)
+                ledger = Ledger(url)
+                try:
+                    yield a, b, ledger
+                finally:
+                    ledger.close()
 
 
 def sign_on_all(proc: SwitchProcess) -> None:

@@ -8,12 +8,11 @@ and the payment was answered 96.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import Ledger, backend_url, call, receipt, sign_on_all, started
+from e2e_support import Ledger, Nodes, call, receipt, two_nodes
 from sqlalchemy import insert, select
 
 from switch.ledger import accounts as acc
@@ -29,25 +28,11 @@ WAIT = 60.0  # seconds: bound of every wait for the switch to see the new rows
 NEW_ACQ, NEW_ATM = "300003", "ATM30001"
 NEW_BILLER, NEW_ACCOUNT = "NEWB01", "N-0001"
 
-Nodes = tuple[SwitchProcess, SwitchProcess, Ledger]
-
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def nodes(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Nodes]:  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("added")
-    (home / "a").mkdir()
-    (home / "b").mkdir()
-    for url in backend_url(request.param, home):
-        with started(home / "a", url, top_config=REFRESH) as a:
-            shutil.copy(home / "a" / "hash.key", home / "b" / "hash.key")
-            with started(home / "b", url, top_config=REFRESH) as b:
-                sign_on_all(a)
-                sign_on_all(b)
-                ledger = Ledger(url)
-                try:
-                    yield a, b, ledger
-                finally:
-                    ledger.close()
+    with two_nodes(tmp_path_factory.mktemp("added"), request.param, REFRESH, REFRESH) as nodes:
+        yield nodes
 
 
 def _add_parties(ledger: Ledger) -> None:

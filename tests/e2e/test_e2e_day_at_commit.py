@@ -10,40 +10,29 @@ Before, B's second payment landed in the reconciled day (0510 with 95).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 
 import pytest
-from e2e_support import Ledger, backend_url, call, receipt, sign_on_all, started
+from e2e_support import Nodes, call, receipt, two_nodes
 
 from iso.amounts import net_settlement
 from switch.business_day import business_day
 from tests.client import payment, reconciliation
 from tests.conftest import BACKENDS
-from tests.switch_process import SwitchProcess
 
 AHEAD, BEHIND = "Etc/GMT-14", "Etc/GMT+12"  # POSIX signs: UTC+14 and UTC-12
-
-Nodes = tuple[SwitchProcess, SwitchProcess, Ledger]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def nodes(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Nodes]:  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("days")
-    (home / "a").mkdir()
-    (home / "b").mkdir()
-    for url in backend_url(request.param, home):
-        with started(home / "a", url, top_config=f'timezone = "{AHEAD}"') as a:
-            shutil.copy(home / "a" / "hash.key", home / "b" / "hash.key")
-            with started(home / "b", url, top_config=f'timezone = "{BEHIND}"') as b:
-                sign_on_all(a)
-                sign_on_all(b)
-                ledger = Ledger(url)
-                try:
-                    yield a, b, ledger
-                finally:
-                    ledger.close()
+    with two_nodes(
+        tmp_path_factory.mktemp("days"),
+        request.param,
+        f'timezone = "{AHEAD}"',
+        f'timezone = "{BEHIND}"',
+    ) as nodes:
+        yield nodes
 
 
 def _totals(count: int, amount: int, day: date) -> dict[str, str]:

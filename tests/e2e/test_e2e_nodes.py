@@ -5,48 +5,22 @@ Both nodes share the request-hashing key (spec section 6; switch/cardholder.py).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from e2e_support import (
-    Ledger,
-    answered,
-    backend_url,
-    by_stan,
-    call,
-    read_all,
-    receipt,
-    sign_on_all,
-    started,
-)
+from e2e_support import Nodes, answered, by_stan, call, read_all, receipt, two_nodes
 
 from iso.dialect import decode_message, encode_message
 from iso.framing import BINARY2, encode_frame
 from tests.client import payment, reversal
 from tests.conftest import BACKENDS
 from tests.ledger.ledger_support import assert_invariants
-from tests.switch_process import SwitchProcess
-
-Nodes = tuple[SwitchProcess, SwitchProcess, Ledger]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def nodes(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Nodes]:  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("nodes")
-    (home / "a").mkdir()
-    (home / "b").mkdir()
-    for url in backend_url(request.param, home):
-        with started(home / "a", url) as a:
-            shutil.copy(home / "a" / "hash.key", home / "b" / "hash.key")
-            with started(home / "b", url) as b:
-                sign_on_all(a)
-                sign_on_all(b)
-                ledger = Ledger(url)
-                try:
-                    yield a, b, ledger
-                finally:
-                    ledger.close()
+    with two_nodes(tmp_path_factory.mktemp("nodes"), request.param) as nodes:
+        yield nodes
 
 
 def test_the_same_payment_on_two_nodes_moves_money_once(nodes: Nodes) -> None:

@@ -18,7 +18,7 @@ from hsm_sim.crypto.pinblock import make_iso0
 from switch.ledger import schema as s
 from tests import client as c
 from tests.client import IsoClient
-from tests.conftest import BACKENDS, postgres_schema_url
+from tests.conftest import BACKENDS, backend_url
 from tests.switch_process import SwitchProcess
 
 TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
@@ -32,11 +32,7 @@ def switch(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SwitchProcess]:
     home = tmp_path_factory.mktemp("onus")
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{home / 'ledger.db'}"])
-    else:
-        urls = postgres_schema_url()
-    for url in urls:
+    for url in backend_url(request.param, home):
         with SwitchProcess.start(home, url, MAC_CHANNEL) as proc:
             yield proc
 

@@ -19,13 +19,9 @@ from hsm_sim.crypto.pinblock import make_iso0, make_iso1
 from switch.ledger import schema as s
 from tests import client as c
 from tests.client import IsoClient
-from tests.conftest import BACKENDS, postgres_schema_url
+from tests.conftest import BACKENDS, backend_url
+from tests.security.test_security_on_us_e2e import MAC_CHANNEL, PAN, TAK, TPK
 from tests.switch_process import SwitchProcess
-
-TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-TAK = bytes.fromhex("FEDCBA98765432100123456789ABCDEF")
-PAN = "9990001000000001"
-MAC_CHANNEL = '[channels.atm_mac]\nkind = "ATM"\nport = 0\nmac = "x919"\n'
 
 
 @pytest.fixture(params=BACKENDS)
@@ -33,11 +29,7 @@ def switch(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SwitchProcess]:
     home = tmp_path_factory.mktemp("pinformat")
-    if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{home / 'ledger.db'}"])
-    else:
-        urls = postgres_schema_url()
-    for url in urls:
+    for url in backend_url(request.param, home):
         with SwitchProcess.start(home, url, MAC_CHANNEL) as proc:
             yield proc
 
