@@ -73,9 +73,7 @@ def test_inquiry_answers_00_with_no_amount_due(atm: IsoClient, account: str) -> 
     assert response["49"] == "944"
 
 
-def test_payment_of_any_account_goes_to_the_payable_account(
-    atm: IsoClient, ledger: Ledger
-) -> None:
+def test_payment_of_any_account_goes_to_the_payable_account(atm: IsoClient, ledger: Ledger) -> None:
     before = _payable_balance(ledger, MOB)
     for account, amount in (("994501234567", 100), ("994509999999", 5_000_000)):
         response = call(atm, payment(account, amount, biller=MOB))
