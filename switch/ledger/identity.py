@@ -7,7 +7,7 @@ that moved money or was reversed first:
 - an approved 0200 or 0220 writes ``PAID`` with its payment;
 - a reversal of an original never seen writes ``REVERSED_FIRST`` (a tombstone).
 
-Rows go in with the batch's request rows, one statement per stage. The primary
+Rows go in with the stage's request rows, in the same statement (``sql.Writes``). The primary
 key decides every race, across nodes too: whoever commits second finds the row
 taken, its batch fails (``ConcurrentRequest``) and is retried with a look-up, which
 then sees the other's row. Rows written by earlier stages of the same batch are

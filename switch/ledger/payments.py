@@ -1,9 +1,10 @@
 """Bill payments (0200) and payment advices (0220) for billers whose debts the switch holds.
 
-A batch of payments costs a fixed handful of statements: one read of the
-customers, one locking read of their open debts, then bulk inserts and
-updates. Decisions are made in order, in memory, so two payments of one
-account in the same batch see each other.
+A batch of payments costs a fixed handful of statements: one locking read of
+their open debts (and of the customers without any), one draw of ids, then its
+inserts and updates, gathered into the stage's one write (``sql.Writes``).
+Decisions are made in order, in memory, so two payments of one account in the
+same batch see each other.
 """
 
 from __future__ import annotations

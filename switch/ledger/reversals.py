@@ -2,7 +2,8 @@
 
 Like payments, a batch of reversals costs a fixed handful of statements: one
 locking read of the originals' identities (``transactions``) with their payments,
-one read of their allocations, then bulk updates and postings. Several reversals
+one read of their allocations, one draw of journal ids, then its updates and postings,
+gathered into the stage's one write (``sql.Writes``). Several reversals
 of one payment in a batch are applied in order, in memory.
 
 A reversal names its original fully: DE 4 (and DE 49 when sent) must be the
