@@ -287,11 +287,11 @@ class DeliveryLoop:
 
     def _log_failure(self, row: Claimed, error: BaseException, wait: float) -> None:
         """A line per failed attempt, but at most one per biller per ``LOG_EVERY``
-        seconds (it says how many it stands for); unexpected errors always."""
+        seconds (it says how many it stands for); unexpected errors at error level."""
         unexpected = not isinstance(error, BillerError)
         t = self._clock.seconds()
         last, suppressed = self._logged.get(row.biller_code, (float("-inf"), 0))
-        if t - last < LOG_EVERY and not unexpected:
+        if t - last < LOG_EVERY:
             self._logged[row.biller_code] = (last, suppressed + 1)
             return
         self._logged[row.biller_code] = (t, 0)
