@@ -242,7 +242,7 @@ transactions = Table(
 )
 Index("ix_transactions_created_at", transactions.c.created_at)
 
-# -- store and forward to billers (migration 0010) ----------------------------
+# -- store and forward to billers (migration 0008) ----------------------------
 
 outbox = Table(
     "outbox",

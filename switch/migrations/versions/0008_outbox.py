@@ -1,6 +1,6 @@
 """the outbox: advices, reversals and doubts to deliver to online billers (store and forward)
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-02
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
