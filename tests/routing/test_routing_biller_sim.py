@@ -144,13 +144,15 @@ def test_reversal_and_status_of_a_payment_never_accepted_are_404(sim: BillerSimP
 
 @pytest.mark.parametrize(
     ("pid", "how"),
-    enumerate(
-        (
-            {"secret": b"wrong-secret"},
-            {"secret": PWR01.secret},  # another biller's
-            {"age": timedelta(minutes=6)},  # stale
-            {"age": -timedelta(minutes=6)},  # from the future
-            {"signed": False},
+    list(
+        enumerate(
+            (
+                {"secret": b"wrong-secret"},
+                {"secret": PWR01.secret},  # another biller's
+                {"age": timedelta(minutes=6)},  # stale
+                {"age": -timedelta(minutes=6)},  # from the future
+                {"signed": False},
+            )
         )
     ),
 )
