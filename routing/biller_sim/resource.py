@@ -173,7 +173,7 @@ class BillerSim(Resource):
         gone: list[bool],
     ) -> None:
         if faults is not None and faults.hang:
-            await self._hold(request, biller.code, faults.hang)
+            await self._hold(request, biller.code, faults.hang, gone)
         if gone:
             return
         corrupt = faults.corrupt if faults is not None else None
@@ -186,12 +186,14 @@ class BillerSim(Resource):
             return
         _start(request, status, headers, content_type, len(body))
         request.write(body[: len(body) // 2])
-        await self._hold(request, biller.code, FOREVER)
-        if not gone:
-            request.channel.transport.abortConnection()
+        await self._hold(request, biller.code, FOREVER, gone)
+        if not gone:  # closed before the promised length: the body is cut
+            request.channel.transport.loseConnection()
 
-    async def _hold(self, request: Any, code: str, seconds: float) -> None:
+    async def _hold(self, request: Any, code: str, seconds: float, gone: list[bool]) -> None:
         """Wait as the fault says; a client that goes away ends the wait too."""
+        if gone:  # notifyFinish would never fire for a request already lost
+            return
         held = self.holds.hold(code, seconds)
         request.notifyFinish().addErrback(lambda _: held.called or held.callback(None))
         await held

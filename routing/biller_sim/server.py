@@ -58,7 +58,9 @@ class StoreThread:
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
         self._running = False
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="biller-sim-store")
-        self._pool.start()
+        # Started with the reactor: a server that cannot listen must not be kept alive
+        # by its thread. Calls made before then wait in the pool's queue.
+        reactor.callWhenRunning(self._pool.start)
         reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
 
     def __call__(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
