@@ -77,8 +77,8 @@ class Bench:
         body = json.dumps(
             {
                 "payment_id": f"B{self._run}-{self._next}",
-                "account": str(100000 + self._next % 1000),
-                "amount": self._biller.min_amount,
+                "account": self._account(),
+                "amount": self._biller.min_amount,  # 100 for PWR01, 1 for TEL01
                 "currency": self._biller.currency,
                 "paid_at": "2026-11-21T10:00:00Z",
                 "channel": "ATM",
@@ -93,6 +93,10 @@ class Bench:
             + b"\r\nX-Signature: " + signed["X-Signature"].encode() + b"\r\n\r\n"
         )  # fmt: skip
         return head + body
+
+    def _account(self) -> str:
+        """Any meter of a prepaid biller; TEL01's 5550002 (150000 due, 1 a payment) otherwise."""
+        return str(100000 + self._next % 1000) if self._biller.open_accounts else "5550002"
 
     def answered(self, status: int, seconds: float) -> None:
         now = time.perf_counter()
