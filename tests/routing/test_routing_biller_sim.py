@@ -4,6 +4,7 @@ each endpoint's answers and refusals, idempotency, and signatures both ways."""
 from __future__ import annotations
 
 import http.client
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -226,3 +227,25 @@ def test_control_api_refuses_bad_faults(sim: BillerSimProcess) -> None:
     assert sim.control("TEL01")["faults"]["error"] is None
     listing = call(sim.port, "_control", "GET", "", signed=False).json()
     assert listing == {"billers": ["PWR01", "TEL01"]}
+
+
+def test_concurrent_payments_each_stand_or_fall_alone(sim: BillerSimProcess) -> None:
+    """Payments committed together (one transaction per turn of the store) still succeed
+    or fail one by one: a refused one undoes only itself, a repeated id counts once."""
+    before = sim.account("TEL01", "5550002")["amount_due"]
+    bodies = []
+    for n in range(40):
+        bodies.append(payment(f"api-many-{n}", "5550002", 10**9 if n % 4 == 0 else 3))
+        if n % 5 == 0:
+            bodies.append(payment(f"api-many-{n}", "5550002", 10**9 if n % 4 == 0 else 3))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda b: call(sim.port, "TEL01", "POST", "/payments", b), bodies))
+    accepted = {b["payment_id"] for b, a in zip(bodies, answers, strict=True) if a.status == 200}
+    refused = {b["payment_id"] for b, a in zip(bodies, answers, strict=True) if a.status == 422}
+    assert accepted == {f"api-many-{n}" for n in range(40) if n % 4}
+    assert refused == {f"api-many-{n}" for n in range(40) if n % 4 == 0}
+    stored = [
+        p["payment_id"] for p in sim.payments("TEL01") if p["payment_id"] in accepted | refused
+    ]
+    assert sorted(stored) == sorted(accepted)
+    assert sim.account("TEL01", "5550002")["amount_due"] == before - 3 * len(accepted)
