@@ -62,7 +62,7 @@ ROUTES: tuple[tuple[bytes, tuple[str | None, ...], str], ...] = (
     (b"POST", ("payments", ANY, "reversal"), "reverse"),
     (b"GET", ("payments", ANY), "status"),
 )
-LOOPBACK = ("127.", "::1", "::ffff:127.")
+LOOPBACK_PREFIXES = ("127.", "::ffff:127.")
 HTML = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
 
 
@@ -200,8 +200,7 @@ class BillerSim(Resource):
 
     async def _serve_control(self, request: Any, segments: list[str]) -> None:
         try:
-            host = getattr(request.getClientAddress(), "host", "")
-            if not host.startswith(LOOPBACK):
+            if not _loopback(getattr(request.getClientAddress(), "host", "")):
                 raise Forbidden("the control API answers only on the loopback")
             status, answer = 200, await self._control(request, segments[1:])
         except ApiError as refused:
@@ -253,6 +252,10 @@ _PARSERS: dict[str, Callable[[bytes], Any]] = {
     "reverse": bodies.reversal_body,
     "status": lambda body: None,
 }
+
+
+def _loopback(host: str) -> bool:
+    return host == "::1" or host.startswith(LOOPBACK_PREFIXES)
 
 
 def _bill(biller: Biller, account: Account) -> dict[str, Any]:

@@ -125,3 +125,13 @@ def make_site(
 
 def listen(reactor: Any, site: SimSite, host: str, port: int) -> Any:
     return reactor.listenTCP(port, site, interface=host)
+
+
+def serve(
+    reactor: Any, data: str, host: str = "127.0.0.1", port: int = 8090, synchronous: str = "normal"
+) -> tuple[Any, Store, FaultBoard]:
+    """The whole server on ``reactor`` (e.g. inside the demo switch's process): its
+    listening port, its store (close it after the reactor stops) and its faults."""
+    store = open_store(data, synchronous)
+    board = FaultBoard()
+    return listen(reactor, make_site(reactor, store, board), host, port), store, board

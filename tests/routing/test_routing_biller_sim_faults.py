@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -195,3 +196,29 @@ def test_a_bad_fault_at_start_is_one_line_and_status_2(tmp_path: Path, fault: st
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith("biller_sim: --fault") and done.stderr.count("\n") == 1
+
+
+def _outward_address() -> str | None:
+    """This machine's address on a non-loopback interface, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_control_api_refuses_clients_off_the_loopback(tmp_path: Path) -> None:
+    address = _outward_address()
+    if address is None:
+        pytest.skip("no non-loopback interface to come from")
+    with BillerSimProcess(tmp_path, args=["--host", "0.0.0.0"]) as server:
+        connection = http.client.HTTPConnection(address, server.port, timeout=WAIT)
+        connection.request("POST", "/_control/TEL01", body=b'{"error": 503}')
+        answer = connection.getresponse()
+        assert (answer.status, json.loads(answer.read())["error"]) == (403, "forbidden")
+        connection.close()
+        assert server.control("TEL01")["faults"]["error"] is None  # loopback still served
+        fetched = call(server.port, "TEL01", "POST", "/bills/fetch", {"account": "5550001"})
+        assert fetched.status == 200
