@@ -190,13 +190,13 @@ class _Collect(Protocol):
         elif self.transport is not None:
             self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         if self._done.called:
             return
-        if reason.check(ResponseDone) and self._size <= MAX_ANSWER:
+        if reason is not None and reason.check(ResponseDone) and self._size <= MAX_ANSWER:
             self._done.callback(b"".join(self._parts))
         else:
-            self._done.errback(reason)
+            self._done.errback(reason or Failure(Lost("answer ended without a reason")))
 
 
 @implementer(IBodyProducer)

@@ -39,13 +39,16 @@ class Thresholds:
     open_for: float = 5.0  # seconds refused before a probe is let through
 
 
+DEFAULT = Thresholds()
+
+
 class Circuit:
     """One biller's circuit breaker."""
 
     def __init__(
         self,
         clock: IReactorTime,
-        thresholds: Thresholds = Thresholds(),
+        thresholds: Thresholds = DEFAULT,
         on_change: Callable[[State], None] | None = None,
     ) -> None:
         self._clock = clock

@@ -44,7 +44,7 @@ from routing.billers import (
     UnknownAccount,
 )
 from routing.bills import Bill
-from routing.circuit import Circuit, State, Thresholds
+from routing.circuit import DEFAULT, Circuit, State, Thresholds
 from routing.metrics import BILLER_CALLS, BILLER_SECONDS, CIRCUIT_STATE
 
 log = structlog.get_logger("routing.online")
@@ -90,7 +90,7 @@ class OnlineAdapter:
         self,
         reactor: Any,
         endpoint: EndpointLookup,
-        thresholds: Thresholds = Thresholds(),
+        thresholds: Thresholds = DEFAULT,
         now: Callable[[], datetime] = utc_now,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from routing.adapters.online import OnlineAdapter
 from routing.billers import Endpoint, PaymentRequest
-from routing.circuit import Thresholds
+from routing.circuit import DEFAULT, Thresholds
 from tests.hsm.hsm_support import ClockedReactor, ReactorThread
 from tests.routing.conftest import Served
 
@@ -37,7 +37,7 @@ class Online:
 
 
 def make_online(
-    thread: ReactorThread, served: Served, thresholds: Thresholds = Thresholds(), **endpoint: Any
+    thread: ReactorThread, served: Served, thresholds: Thresholds = DEFAULT, **endpoint: Any
 ) -> Online:
     reactor = ClockedReactor(thread.reactor)
     endpoints: dict[str, Endpoint] = {}
