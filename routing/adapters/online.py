@@ -15,6 +15,7 @@ inquiry moves nothing, so every failure of it is ``Unavailable``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,17 @@ OUTCOMES: dict[type[BillerError], str] = {
 UNWELL = (Unavailable, InDoubt)
 
 
+@functools.cache
+def _calls(code: str, operation: str, outcome: str) -> Any:
+    """The counter of one biller, operation and outcome (looked up once, not per call)."""
+    return BILLER_CALLS.labels(code, operation, outcome)
+
+
+@functools.cache
+def _seconds(code: str, operation: str) -> Any:
+    return BILLER_SECONDS.labels(code, operation)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -93,14 +105,17 @@ class OnlineAdapter:
         thresholds: Thresholds = DEFAULT,
         now: Callable[[], datetime] = utc_now,
         idle_timeout: float = IDLE_TIMEOUT,
+        persistent: bool = True,
     ) -> None:
         """``reactor`` provides TCP and time (the circuit's clock and the time limits);
-        ``now`` is the wall clock of the signatures' timestamps."""
+        ``now`` is the wall clock of the signatures' timestamps; ``persistent=False``
+        (a connection per call) exists to measure what connection reuse saves."""
         self._reactor = reactor
         self._endpoint = endpoint
         self._thresholds = thresholds
         self._now = now
         self._idle_timeout = idle_timeout
+        self._persistent = persistent
         self._billers: dict[str, _Biller] = {}
 
     # ------------------------------------------------------------ the interface
@@ -189,7 +204,9 @@ class OnlineAdapter:
             return biller
         if biller is not None:
             biller.line.close()
-        line = BillerLine(self._reactor, endpoint, self._now, self._idle_timeout)
+        line = BillerLine(
+            self._reactor, endpoint, self._now, self._idle_timeout, self._persistent
+        )
         circuit = Circuit(self._reactor, self._thresholds, _circuit_watcher(code))
         CIRCUIT_STATE.labels(code).set(State.CLOSED)
         biller = self._billers[code] = _Biller(line, circuit)
@@ -199,21 +216,21 @@ class OnlineAdapter:
         """A call refused before the network: counted, not logged one by one (a dead
         biller's circuit refuses every call; its opening is logged once)."""
         outcome = "circuit_open" if why == "circuit_open" else why
-        BILLER_CALLS.labels(code, operation, outcome).inc()
+        _calls(code, operation, outcome).inc()
         return fail(Unavailable(why.replace("_", " ")))
 
     def _ended(
         self, result: Any, biller: _Biller, code: str, operation: str, started: float
     ) -> Any:
         biller.in_flight -= 1
-        BILLER_SECONDS.labels(code, operation).observe(self._reactor.seconds() - started)
+        _seconds(code, operation).observe(self._reactor.seconds() - started)
         if not isinstance(result, Failure):
             biller.circuit.succeeded()
             found = result is not None or operation not in ("fetch", "status")
-            BILLER_CALLS.labels(code, operation, "ok" if found else "not_found").inc()
+            _calls(code, operation, "ok" if found else "not_found").inc()
             return result
         error = result.value
-        BILLER_CALLS.labels(code, operation, OUTCOMES.get(type(error), "error")).inc()
+        _calls(code, operation, OUTCOMES.get(type(error), "error")).inc()
         if isinstance(error, UNWELL):
             biller.circuit.failed()
             log.warning(
