@@ -204,9 +204,7 @@ class OnlineAdapter:
             return biller
         if biller is not None:
             biller.line.close()
-        line = BillerLine(
-            self._reactor, endpoint, self._now, self._idle_timeout, self._persistent
-        )
+        line = BillerLine(self._reactor, endpoint, self._now, self._idle_timeout, self._persistent)
         circuit = Circuit(self._reactor, self._thresholds, _circuit_watcher(code))
         CIRCUIT_STATE.labels(code).set(State.CLOSED)
         biller = self._billers[code] = _Biller(line, circuit)
