@@ -195,9 +195,12 @@ class _Collect(Protocol):
         done.collector = self  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
+        if self._size > MAX_ANSWER:
+            return  # already too long: the connection is going
         self._size += len(data)
         self._parts.append(data)
         if self._size > MAX_ANSWER:
+            self._parts.clear()
             self.abort()
 
     def abort(self) -> None:

@@ -182,7 +182,11 @@ class OnlineAdapter:
         endpoint = self._endpoint(code)
         if endpoint is None:
             return self._refused(code, operation, "no_endpoint")
-        biller = self._biller(code, endpoint)
+        try:
+            biller = self._biller(code, endpoint)
+        except ValueError:  # a URL that cannot be one (not ASCII): a configuration error
+            log.error("biller endpoint unusable", biller=code, exc_info=True)
+            return self._refused(code, operation, "no_endpoint")
         if biller.in_flight >= endpoint.max_in_flight:
             return self._refused(code, operation, "busy")
         if not biller.circuit.allow():
@@ -213,8 +217,7 @@ class OnlineAdapter:
     def _refused(self, code: str, operation: str, why: str) -> Deferred[Any]:
         """A call refused before the network: counted, not logged one by one (a dead
         biller's circuit refuses every call; its opening is logged once)."""
-        outcome = "circuit_open" if why == "circuit_open" else why
-        _calls(code, operation, outcome).inc()
+        _calls(code, operation, why).inc()
         return fail(Unavailable(why.replace("_", " ")))
 
     def _ended(

@@ -144,3 +144,13 @@ def test_connections_are_reused_between_calls(online: Online) -> None:
     for _ in range(5):
         online.call("fetch_bill", "TEL01", "5550001", None)
     assert online.served.biller.connections_made == 1
+
+
+def test_an_unusable_endpoint_is_unavailable(reactor_thread: ReactorThread) -> None:
+    from routing.adapters.online import OnlineAdapter
+    from routing.billers import Endpoint
+
+    bad = Endpoint("http://bïller.example/TEL01", b"s")
+    adapter = OnlineAdapter(reactor_thread.reactor, lambda code: bad)
+    with pytest.raises(Unavailable):
+        reactor_thread.call(adapter.pay, "TEL01", payment())
