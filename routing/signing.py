@@ -22,7 +22,7 @@ def timestamp(now: datetime) -> str:
 
 def sign(secret: bytes, stamp: str, body: bytes) -> str:
     """The hex ``X-Signature`` of one request or answer."""
-    return hmac.new(secret, stamp.encode("ascii") + b"\n" + body, hashlib.sha256).hexdigest()
+    return hmac.digest(secret, stamp.encode("ascii") + b"\n" + body, hashlib.sha256).hex()
 
 
 def headers(secret: bytes, body: bytes, now: datetime) -> dict[str, str]:

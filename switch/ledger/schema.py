@@ -250,3 +250,25 @@ transactions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, comment="for the purge by age"),
 )
 Index("ix_transactions_created_at", transactions.c.created_at)
+
+# -- store and forward to billers (migration 0008) ----------------------------
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_code", String(8), nullable=False),
+    Column("action", String(8), nullable=False, comment="pay, reverse or settle"),
+    Column("payment_id", String(64), nullable=False, comment="the biller-side idempotency key"),
+    Column("body", Text, nullable=False, comment="JSON: what pay rebuilds its request from"),
+    Column("state", String(8), nullable=False, comment="pending, done or parked"),
+    Column("attempts", Integer, nullable=False, comment="deliveries started; the claim's token"),
+    Column("next_at", DateTime(timezone=True), nullable=False, comment="due (or lease end)"),
+    Column("claimed_until", DateTime(timezone=True), comment="a delivery's lease, while claimed"),
+    Column("last_error", String(200), comment="why the last attempt failed or the row parked"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Enqueuing the same action for the same payment twice (a repeated advice) adds nothing.
+    UniqueConstraint("action", "payment_id", name="uq_outbox_action_payment"),
+)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_at)
