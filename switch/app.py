@@ -24,6 +24,7 @@ from twisted.internet.threads import deferToThread
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
 from routing.adapters.held import HeldDebtsAdapter
+from routing.adapters.online import OnlineAdapter
 from routing.adapters.outline import OutlineAdapter
 from routing.routes import BillerAdapter, Router
 from switch import demo, metrics
@@ -180,6 +181,10 @@ class SwitchApp:
             s.ledger.read_queue_max,
             deadline=s.ledger.deadline,
         )
+        # Online billers' endpoints come from the reference snapshot of the moment: a
+        # changed URL or secret takes effect at the next refresh (the adapter's pool
+        # for that biller is made afresh when its endpoint changes).
+        self.online = OnlineAdapter(self.reactor, lambda code: self._reference.endpoint(code))
         held = HeldDebtsAdapter(
             lambda code, acc, period: self.reads.run(queries.bill, code, acc, period)
         )
@@ -188,7 +193,7 @@ class SwitchApp:
             sign_ons=SignOns(self.reads, s.sign_on_cache),
             reads=self.reads,
             writer=self.writer,
-            router=Router({"held": held, "outline": OutlineAdapter()}),
+            router=Router({"held": held, "outline": OutlineAdapter(), "online": self.online}),
             hasher=hasher,
             cutover=s.cutover,
             timezone=s.timezone,
@@ -357,6 +362,7 @@ class SwitchApp:
         # closing; only then is the writer stopped (nothing is left to queue).
         yield DeferredList([c.drain(timeout) for c in self.channels])
         yield delivered
+        yield self.online.close()  # the billers' idle connections
         yield deferToThread(self.writer.stop)
         self.reads.stop()
         self.engine.dispose()
