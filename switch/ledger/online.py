@@ -14,8 +14,11 @@ missed its deadline. The row is due only after the call's time limit and the
 ledger's deadline have both passed, so it never fires while the payment may
 still be posted.
 
-A payment whose settle row is not there, pending and unclaimed when the ledger
-would post it (a delivery is settling it, or it was settled already) is
+A settle row that meets a posted payment of its id (a retransmission of an approved
+0200 arms it again after the posting removed it; the ledger answers the
+retransmission from the stored answer) is done without a call: ``posted``, asked
+by the delivery loop first. A payment whose settle row is not there, pending and
+unclaimed when the ledger would post it (a delivery is settling it, or it was settled already) is
 declined 05 and its row armed again: the ledger only posts what no settlement
 can undo behind its back.
 
@@ -150,6 +153,13 @@ def _free_settle_rows(conn: Connection, payment_ids: list[str], now: datetime) -
         for pid, state, claimed in rows
         if state == outbox.PENDING and (claimed is None or _aware(claimed) <= now)
     }
+
+
+def posted(conn: Connection, payment_id: str) -> bool:
+    """Whether the ledger posted the payment with this biller id (then its settle row has
+    nothing to undo: the biller's copy is the ledger's; a reversal tells it apart)."""
+    query = select(_p.id).where(_p.biller_payment_id == payment_id).limit(1)
+    return conn.execute(query).first() is not None
 
 
 def drop_posted(conn: Connection, payment_ids: list[str]) -> None:

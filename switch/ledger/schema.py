@@ -152,6 +152,8 @@ payments = Table(
     Column("token", String(64), comment="online: the prepaid token the biller vended (DE 48 TK)"),
 )
 Index("ix_payments_biller_day", payments.c.biller_code, payments.c.business_day)
+# A settle row asks whether its payment was posted (switch/ledger/online.py, migration 0011).
+Index("ix_payments_biller_payment_id", payments.c.biller_payment_id)
 
 allocations = Table(
     "allocations",

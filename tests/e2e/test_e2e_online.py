@@ -177,6 +177,27 @@ def test_prepaid_payment_carries_the_token(
     assert len(_held(sim, PWR, "METER-0001")) == 1
 
 
+def test_a_retransmitted_approved_payment_stays_at_the_biller(
+    atm: IsoClient, ledger: Ledger, sim: BillerSimProcess
+) -> None:
+    """A plain retransmission (not 0201) goes to the biller again (idempotent there) and
+    arms a settle row after the posting removed it; the ledger answers it from the
+    stored answer, and the settle row finds the payment posted: nothing is reversed."""
+    request = payment("5550011", 2500, biller=TEL)
+    first = call(atm, request)
+    assert call(atm, request) == first
+    o = s.outbox.c
+    query = select(o.state).where(o.action == "settle", o.payment_id == _biller_id(request))
+
+    def settled() -> bool:
+        with ledger.engine.connect() as conn:
+            return conn.execute(query).scalar() == "done"
+
+    _until(settled, "the retransmission's settle row done")
+    assert [h["status"] for h in _held(sim, TEL, "5550011")] == ["accepted"]
+    assert ledger.payment(receipt(first)).reversed_amount == 0
+
+
 @pytest.mark.parametrize(
     ("account", "amount", "code"),
     [("5559998", 100, "14"), ("5550004", 9999, "13"), ("5550100", 100, "05")],

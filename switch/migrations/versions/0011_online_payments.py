@@ -29,9 +29,11 @@ def upgrade() -> None:
             batch_op.add_column(
                 sa.Column(name, sa.String(length=64), nullable=True, comment=comment)
             )
+    op.create_index("ix_payments_biller_payment_id", "payments", ["biller_payment_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_payments_biller_payment_id", table_name="payments")
     with op.batch_alter_table("payments", schema=None) as batch_op:
         for name, _ in reversed(_COLUMNS):
             batch_op.drop_column(name)
