@@ -33,14 +33,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from routing.billers import Accepted, PaymentRequest
 from switch.ledger import outbox
 from switch.ledger import schema as s
 from switch.ledger.orders import Order, Outcome
 from switch.ledger.payments import PaymentOrder
-from switch.ledger.sql import bind, insert_rows
+from switch.ledger.sql import Writes, bind, insert_rows
 
 _o, _p = s.outbox.c, s.payments.c
 _ARM_COLUMNS = (
@@ -119,15 +119,23 @@ class OnlinePaymentOrder(PaymentOrder):
     accepted: Accepted | None = None
     request: PaymentRequest | None = None
 
+    @property
+    def biller_facts(self) -> tuple[str | None, ...]:
+        a = self.accepted
+        if a is None:
+            return (self.biller_payment_id, None, None, None)
+        return (self.biller_payment_id, a.biller_ref, a.receipt, a.token)
+
     @classmethod
-    def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
+    def apply_batch(
+        cls, conn: Connection, orders: Sequence[Order], now: datetime, writes: Writes
+    ) -> list[Outcome]:
         mine: list[OnlinePaymentOrder] = list(orders)  # type: ignore[arg-type]
         free = _free_settle_rows(conn, [o.biller_payment_id for o in mine if not o.advice], now)
         blocked = [o for o in mine if not o.advice and o.biller_payment_id not in free]
         go = [o for o in mine if o.advice or o.biller_payment_id in free]
-        decided = dict(zip(map(id, go), super().apply_batch(conn, go, now), strict=True))
+        decided = dict(zip(map(id, go), super().apply_batch(conn, go, now, writes), strict=True))
         approved = [o for o in go if decided[id(o)].code == "00"]
-        _keep_biller_facts(conn, [(o, decided[id(o)]) for o in approved])
         drop_posted(conn, [o.biller_payment_id for o in approved if not o.advice])
         deliveries = [outbox.pay(o.biller.code, o.request) for o in approved if o.advice]  # type: ignore[union-attr, arg-type]
         if deliveries:
@@ -170,37 +178,6 @@ def drop_posted(conn: Connection, payment_ids: list[str]) -> None:
         )
 
 
-_FACTS = (
-    update(s.payments)
-    .where(_p.id == bindparam("p_id"))
-    .values(
-        biller_payment_id=bindparam("p_bid"),
-        biller_ref=bindparam("p_ref"),
-        receipt=bindparam("p_receipt"),
-        token=bindparam("p_token"),
-    )
-)
-
-
-def _keep_biller_facts(
-    conn: Connection, approved: list[tuple[OnlinePaymentOrder, Outcome]]
-) -> None:
-    """The biller's payment id and what it answered, on each payment row (one statement)."""
-    if not approved:
-        return
-    rows = [
-        {
-            "p_id": outcome.facts["payment_id"],
-            "p_bid": o.biller_payment_id,
-            "p_ref": o.accepted.biller_ref if o.accepted else None,
-            "p_receipt": o.accepted.receipt if o.accepted else None,
-            "p_token": o.accepted.token if o.accepted else None,
-        }
-        for o, outcome in approved
-    ]
-    conn.execute(_FACTS, rows)
-
-
 @dataclass
 class AnswerOrder(Order):
     """Records a request's answer and nothing else: the 68 of a payment whose biller did
@@ -208,7 +185,7 @@ class AnswerOrder(Order):
 
     code: str = "68"
 
-    def apply(self, conn: Connection, now: datetime) -> Outcome:
+    def apply(self, conn: Connection, now: datetime, writes: Writes) -> Outcome:
         return Outcome(self.code)
 
 
