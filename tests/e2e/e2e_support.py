@@ -10,18 +10,20 @@ import itertools
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, Text, create_engine, func, insert, select, text
+from sqlalchemy import String, Text, create_engine, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from iso.dialect import response_mti
+from loadtest.biller_process import BillerSimProcess
 from switch.ledger import schema as s
 from switch.ledger.queries import unbalanced_journal_rows
-from tests.client import IsoClient, bill_data, sign_on
+from tests.client import IsoClient, bill_data, inquiry, sign_on
 from tests.conftest import backend_url, postgres_schema_url  # noqa: F401 (re-exported)
 from tests.ledger.ledger_support import assert_invariants
 from tests.switch_process import SwitchProcess
@@ -112,6 +114,38 @@ def sign_on_all(proc: SwitchProcess) -> None:
         channel = "host" if not terminal else terminal[:3].lower()
         with proc.client(channel) as client:
             sign_on(client, terminal, acquirer)
+
+
+def serve_billers_from(
+    proc: SwitchProcess, sim: BillerSimProcess, codes: Sequence[str] = ("TEL01", "PWR01")
+) -> None:
+    """Point the switch's online billers ``codes`` at ``sim`` (1 s call limit), and wait
+    until the switch calls there (terminals signed on first: the check is an inquiry).
+
+    The switch sees the change at its next reference refresh; until then it calls the
+    demo's default URL (port 8090), where another biller server with the same demo data
+    may answer on a shared machine. So the wait is for an answer only ``sim`` gives: an
+    unknown account (14) for a known one, a fault set for the wait and then cleared.
+    """
+    engine = proc.engine()
+    with engine.begin() as conn:
+        for code in codes:
+            conn.execute(
+                update(s.billers)
+                .where(s.billers.c.code == code)
+                .values(url=sim.base(code), timeout_ms=1000)
+            )
+    engine.dispose()
+    deadline = time.monotonic() + 90
+    with proc.client("atm") as atm:
+        for code in codes:
+            sim.control(code, {"decline": "unknown_account", "ops": ["fetch"]})
+            try:
+                while atm.call(inquiry("5550001", biller=code)).get("39") != "14":
+                    assert time.monotonic() < deadline, f"the switch never called {sim.url}"
+                    time.sleep(0.1)
+            finally:
+                sim.control(code, {})
 
 
 class Ledger:
@@ -264,6 +298,14 @@ def answered(request: dict[str, str], response: dict[str, str], code: str) -> di
 
 def call(client: IsoClient, request: dict[str, str], code: str = "00") -> dict[str, str]:
     return answered(request, client.call(request), code)
+
+
+def biller_payment_id(request: dict[str, str]) -> str:
+    """A request's payment id at an online biller (switch/steps/online.py): DE 32, DE 41,
+    DE 7 with the year it falls in (tests/client.py's DE 7 is at most a day back), DE 11."""
+    now = time.gmtime()
+    year = now.tm_year - (1 if int(request["7"][:2]) - now.tm_mon > 6 else 0)
+    return f"{request['32']}-{request['41'].strip()}-{year}{request['7']}-{request['11']}"
 
 
 def receipt(response: dict[str, str]) -> int:

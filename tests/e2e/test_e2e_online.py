@@ -14,8 +14,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from e2e_support import Ledger, backend_url, call, receipt, sign_on_all, started
-from sqlalchemy import func, select, update
+from e2e_support import (
+    Ledger,
+    backend_url,
+    biller_payment_id,
+    call,
+    receipt,
+    serve_billers_from,
+    sign_on_all,
+    started,
+)
+from sqlalchemy import func, select
 
 from loadtest.biller_process import BillerSimProcess
 from switch.ledger import schema as s
@@ -47,18 +56,8 @@ def stack(
     with BillerSimProcess(home / "biller") as sim:
         for url in backend_url(request.param, home):
             with started(home, url, EXTRA, top_config=TOP) as proc:
-                engine = proc.engine()
-                with engine.begin() as conn:
-                    for code in (TEL, PWR):
-                        conn.execute(
-                            update(s.billers)
-                            .where(s.billers.c.code == code)
-                            .values(url=sim.base(code), timeout_ms=1000)
-                        )
-                engine.dispose()
                 sign_on_all(proc)
-                with proc.client("atm") as atm:
-                    _until(lambda: atm.call(inquiry("5550001", biller=TEL)).get("39") == "00")
+                serve_billers_from(proc, sim, (TEL, PWR))
                 yield proc, sim
 
 
@@ -118,17 +117,11 @@ def _payments_of(ledger: Ledger, code: str, account: str) -> list[Any]:
         return list(conn.execute(query))
 
 
-def _biller_id(request: dict[str, str]) -> str:
-    """The payment's id at the biller (switch/steps/online.py), from the request's identity."""
-    year = time.gmtime().tm_year
-    return f"{request['32']}-{request['41'].strip()}-{year}{request['7']}-{request['11']}"
-
-
 def _settle_rows(ledger: Ledger, request: dict[str, str]) -> int:
     o = s.outbox.c
     with ledger.engine.connect() as conn:
         query = select(func.count()).where(
-            o.action == "settle", o.payment_id == _biller_id(request)
+            o.action == "settle", o.payment_id == biller_payment_id(request)
         )
         return conn.execute(query).scalar_one()
 
@@ -187,7 +180,7 @@ def test_a_retransmitted_approved_payment_stays_at_the_biller(
     first = call(atm, request)
     assert call(atm, request) == first
     o = s.outbox.c
-    query = select(o.state).where(o.action == "settle", o.payment_id == _biller_id(request))
+    query = select(o.state).where(o.action == "settle", o.payment_id == biller_payment_id(request))
 
     def settled() -> bool:
         with ledger.engine.connect() as conn:
