@@ -24,6 +24,7 @@ from twisted.internet.threads import deferToThread
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
 from routing.adapters.held import HeldDebtsAdapter
+from routing.adapters.outline import OutlineAdapter
 from routing.routes import BillerAdapter, Router
 from switch import demo, metrics
 from switch.business_day import business_day, next_cutover, roll_over
@@ -35,11 +36,12 @@ from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
 from switch.ledger.reads import Reads
-from switch.ledger.reference import Reference, load_reference
+from switch.ledger.reference import Reference, Unseal, load_reference
 from switch.ledger.retention import CHUNK, RETAINED, purge_chunk
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
 from switch.private_files import make_home, private_database
+from switch.sealing import Sealer, SealError, home_sealer
 from switch.security.keystore import KeyRing, expire_grace, keys_version, load_keys
 from switch.services import Services
 from switch.sessions import SignOns
@@ -76,6 +78,9 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         if demo.needs_demo_keys(conn):
             demo.load_demo_keys(conn)
             log.info("demo keys loaded (test LMK, test-only)")
+        added = demo.add_demo_billers(conn, home_sealer(settings.home).seal)
+        if added:
+            log.info("demo billers added", billers=", ".join(added))
         if demo.needs_demo_card(conn):
             demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
             log.info("demo on-us card loaded (test-only)")
@@ -83,6 +88,8 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         log.warning("the database is empty: no terminals, keys or cards; " + DEMO_HOW)
     ensure_accounts(conn)
     present = demo.material_present(conn, hasher.pan(demo.DEMO_CARD_PAN))
+    if (settings.home / "hash.key").exists():
+        present += demo.published_secrets(conn, home_sealer(settings.home).open)
     if present:
         log.warning(
             "DEMO MATERIAL PRESENT: never in production: anyone can MAC, encrypt PINs"
@@ -99,11 +106,25 @@ def check_demo(settings: Settings, custody: Custody) -> None:
         )
 
 
-def _load_reference(conn: Connection, now: datetime) -> Reference:
+def _load_reference(conn: Connection, now: datetime, unseal: Unseal) -> Reference:
     """Fresh reference data; keys whose grace period is over are retired on the way
     (the key poll then sees the change and reloads the keys)."""
     expire_grace(conn, now)
-    return load_reference(conn)
+    return load_reference(conn, unseal)
+
+
+def unsealer(sealer: Sealer) -> Unseal:
+    """Open billers' secrets for the reference snapshot; one that does not open leaves its
+    biller without an endpoint, said in the log (never the secret)."""
+
+    def unseal(code: str, sealed: str) -> bytes | None:
+        try:
+            return sealer.open(code, sealed)
+        except SealError as exc:
+            log.warning("biller secret unusable", biller=code, error=str(exc))
+            return None
+
+    return unseal
 
 
 def _select_one(conn: Connection) -> object:
@@ -130,13 +151,15 @@ class SwitchApp:
         log.info("HSM ready", hsm=s.hsm.url, lmk=self.lmk)
         if custody.warning():
             log.warning(custody.warning())
-        hasher = Hasher(load_or_create_key(s.home / "hash.key"))
+        home_key = load_or_create_key(s.home / "hash.key")
+        hasher = Hasher(home_key)
+        self._unseal = unsealer(Sealer(home_key))
         if self.worker is None:
             prepare_database(s, hasher)
         self.engine = make_engine(s.db_url(), timeouts=s.database)
         self.read_engine = make_engine(s.db_url(), write=False, timeouts=s.database)
         with self.read_engine.connect() as conn:
-            self._reference = load_reference(conn)
+            self._reference = load_reference(conn, self._unseal)
             self._keys = load_keys(conn)
             self._keys_version = keys_version(conn)
         self.hsm = custody.hsm
@@ -165,7 +188,7 @@ class SwitchApp:
             sign_ons=SignOns(self.reads, s.sign_on_cache),
             reads=self.reads,
             writer=self.writer,
-            router=Router({"held": held}),
+            router=Router({"held": held, "outline": OutlineAdapter()}),
             hasher=hasher,
             cutover=s.cutover,
             timezone=s.timezone,
@@ -226,7 +249,7 @@ class SwitchApp:
 
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
-        d = self.reads.transaction(_load_reference, datetime.now(UTC))
+        d = self.reads.transaction(_load_reference, datetime.now(UTC), self._unseal)
         d.addCallback(self._set_reference)
         d.addErrback(self._refresh_failed)
         return d

@@ -57,6 +57,15 @@ billers = Table(
     Column("fee_fixed", BigInteger, nullable=False, default=0),
     Column("settlement_account", String(34)),
     Column("status", String(10), nullable=False, default="active"),
+    # Online billers (kind "online") only: how the switch reaches their API (billers.md).
+    Column("url", String(200), comment="online: base URL of the biller's API"),
+    Column(
+        "secret",
+        String(200),
+        comment="online: HMAC secret, sealed (AES-GCM under a key from hash.key)",
+    ),
+    Column("timeout_ms", Integer, nullable=False, server_default="3000"),
+    Column("max_in_flight", Integer, nullable=False, server_default="64"),
 )
 
 customers = Table(
