@@ -137,6 +137,12 @@ RULES: dict[str, Rule] = {
         between(0, 3600, above=True),
     ),
     "demo_data": Rule("load the demo data into an empty database", "true, false"),
+    "debt_file_max_bytes": Rule(
+        "bytes a held biller's debt file may have (`billswitch debts import`); a larger"
+        " file is refused before it is read. A million debts take about 150 MB",
+        "1024-1073741824",
+        between(1024, 1 << 30),
+    ),
     "ledger.batch_max": Rule("orders per group commit", "1-10000", between(1, 10000)),
     "ledger.queue_max": Rule(
         "queued ledger orders before new ones get 91", "1-1000000", between(1, 1_000_000)
