@@ -18,7 +18,7 @@ the import reads what it paid, or waits for the import and pays the new debt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -72,9 +72,13 @@ def _copy(conn: Connection, debts: Iterable[Debt]) -> int:
     source = _CopySource(debts)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(f"COPY {_STAGE} ({', '.join(_COLUMNS)}) FROM STDIN", source)
+        sql = f"COPY {_STAGE} ({', '.join(_COLUMNS)}) FROM STDIN"
+        cursor.copy_expert(sql, source, size=1 << 16)
     finally:
         cursor.close()
+    # The index keeps every join with the staged list cheap whatever the planner thinks
+    # of ``debts`` (its statistics may predate a million new rows).
+    conn.exec_driver_sql(f"CREATE INDEX ON {_STAGE} (account, period)")
     conn.exec_driver_sql(f"ANALYZE {_STAGE}")
     return source.count
 
@@ -99,45 +103,37 @@ def _insert_batches(conn: Connection, debts: Iterable[Debt]) -> int:
 
 class _CopySource:
     """A file-like object ``copy_expert`` reads: the debts as COPY text lines, made as
-    they are read, so the file is streamed into PostgreSQL without being held."""
+    they are read (a batch at a time), so the file streams into PostgreSQL unheld."""
 
     def __init__(self, debts: Iterable[Debt]) -> None:
-        self._lines = self._encode(debts)
+        self._debts = iter(debts)
         self._buffer = b""
         self.count = 0
 
-    def _encode(self, debts: Iterable[Debt]) -> Iterator[bytes]:
-        for d in debts:
-            self.count += 1
-            fields = (d.line, d.account, d.name, d.period, d.invoice, d.amount, d.due)
-            yield ("\t".join(_copy_text(v) for v in fields) + "\n").encode()
-
     def read(self, size: int = -1) -> bytes:
-        parts, have = [self._buffer], len(self._buffer)
-        while size < 0 or have < size:
-            line = next(self._lines, None)
-            if line is None:
+        while size < 0 or len(self._buffer) < size:
+            batch = list(islice(self._debts, 1000))
+            if not batch:
                 break
-            parts.append(line)
-            have += len(line)
-        data = b"".join(parts)
+            self.count += len(batch)
+            self._buffer += "".join(map(_copy_line, batch)).encode()
         if size < 0:
-            self._buffer = b""
-            return data
-        self._buffer = data[size:]
-        return data[:size]
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
 
     def readline(self, size: int = -1) -> bytes:  # psycopg2 only calls read
         return self.read(size)
 
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    return str(value).translate(_ESCAPES)
+def _copy_line(d: Debt) -> str:
+    """COPY's text format; only the name can hold a backslash (the file's other values
+    are checked against patterns without one, tabs and newlines were folded to spaces)."""
+    invoice = d.invoice if d.invoice is not None else "\\N"
+    due = d.due.isoformat() if d.due is not None else "\\N"
+    name = d.name.replace("\\", "\\\\")
+    return f"{d.line}\t{d.account}\t{name}\t{d.period}\t{invoice}\t{d.amount}\t{due}\n"
 
 
 def first_duplicate(conn: Connection) -> DuplicateDebt | None:
@@ -148,23 +144,24 @@ def first_duplicate(conn: Connection) -> DuplicateDebt | None:
     return DuplicateDebt(int(row[0]), row[1], row[2]) if row else None
 
 
-# The newest line naming an account gives its holder's name.
-_CUSTOMERS = {
+# Holders' names: the newest line naming an account gives its holder's name; names that
+# changed are updated, accounts not known yet added (a plain insert: no ON CONFLICT).
+_NAMES = {
     "postgresql": (
-        "INSERT INTO customers (biller_code, account, name)"
-        f" SELECT DISTINCT ON (account) :biller, account, name FROM {_STAGE}"
-        " ORDER BY account, line DESC"
-        " ON CONFLICT (biller_code, account) DO UPDATE SET name = excluded.name"
-        " WHERE customers.name <> excluded.name"
+        f"SELECT DISTINCT ON (account) account, name FROM {_STAGE} ORDER BY account, line DESC"
     ),
-    "sqlite": (
-        "INSERT INTO customers (biller_code, account, name)"
-        f" SELECT :biller, account, name FROM (SELECT account, name, MAX(line) FROM {_STAGE}"
-        " GROUP BY account) WHERE true"
-        " ON CONFLICT (biller_code, account) DO UPDATE SET name = excluded.name"
-        " WHERE customers.name <> excluded.name"
-    ),
+    "sqlite": f"SELECT account, name, MAX(line) FROM {_STAGE} GROUP BY account",
 }
+_RENAME = (
+    "WITH n AS ({names}) UPDATE customers SET name = n.name FROM n"
+    " WHERE customers.biller_code = :biller AND customers.account = n.account"
+    " AND customers.name <> n.name"
+)
+_NEW_CUSTOMERS = (
+    "INSERT INTO customers (biller_code, account, name) SELECT :biller, n.account, n.name"
+    " FROM ({names}) n WHERE NOT EXISTS (SELECT 1 FROM customers c"
+    " WHERE c.biller_code = :biller AND c.account = n.account)"
+)
 
 _STAGED = f"EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.account = d.account AND s.period = d.period)"
 # PostgreSQL: the rows this file changes, locked in id order (the ledger's order).
@@ -184,15 +181,19 @@ _OPEN = (
     " ELSE 0 END"
 )
 _ORIGINAL = "CASE WHEN s.amount > 0 THEN s.amount ELSE d.amount_original END"
+# Only the rows whose values change are written (a list sent again unchanged writes nothing).
 _CHANGE = (
     f"WITH paid AS ({_PAID_SINCE}),"
-    " changes AS (SELECT d.id, {original} AS original, {open} AS open, s.invoice, s.due"
-    f" FROM debts d JOIN {_STAGE} s ON s.account = d.account AND s.period = d.period"
-    " LEFT JOIN paid pd ON pd.debt_id = d.id WHERE d.biller_code = :biller)"
+    " computed AS (SELECT d.id, d.amount_original AS was_original, d.amount_open AS was_open,"
+    " d.invoice AS was_invoice, d.due AS was_due, {original} AS original, {open} AS open,"
+    f" s.invoice, s.due FROM debts d JOIN {_STAGE} s ON s.account = d.account"
+    " AND s.period = d.period LEFT JOIN paid pd ON pd.debt_id = d.id"
+    " WHERE d.biller_code = :biller),"
+    " changes AS (SELECT id, original, open, invoice, due FROM computed"
+    " WHERE (was_original, was_open, was_invoice, was_due) {distinct}"
+    " (original, open, invoice, due))"
     " UPDATE debts SET amount_original = c.original, amount_open = c.open,"
     " invoice = c.invoice, due = c.due FROM changes c WHERE debts.id = c.id"
-    " AND (debts.amount_original, debts.amount_open, debts.invoice, debts.due)"
-    " {distinct} (c.original, c.open, c.invoice, c.due)"
 ).format(original=_ORIGINAL, open=_OPEN, distinct="{distinct}")
 _DISTINCT = {"postgresql": "IS DISTINCT FROM", "sqlite": "IS NOT"}
 _NEW = (
@@ -216,7 +217,9 @@ def apply_staged(
     the biller's open debts the file does not list closed."""
     dialect = conn.dialect.name
     params = {"biller": biller}
-    conn.execute(text(_CUSTOMERS[dialect]), params)
+    names = _NAMES[dialect]
+    conn.execute(text(_RENAME.format(names=names)), params)
+    conn.execute(text(_NEW_CUSTOMERS.format(names=names)), params)
     if is_postgres(conn):
         which = f"d.amount_open > 0 OR {_STAGED}" if mode == "full" else _STAGED
         conn.execute(text(_LOCK.format(which=which)), params)
@@ -224,8 +227,9 @@ def apply_staged(
         bindparam("generated", type_=DateTime(timezone=True))
     )
     changed = _changed_rows(conn, conn.execute(since, {**params, "generated": generated}))
-    new = conn.execute(text(_NEW), params).rowcount
+    # Closed before the new debts go in: the statement then looks at the rows it may close.
     closed = conn.execute(text(_CLOSE), params).rowcount if mode == "full" else 0
+    new = conn.execute(text(_NEW), params).rowcount
     return Applied(lines, new, changed, closed)
 
 
