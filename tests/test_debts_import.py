@@ -411,3 +411,78 @@ def test_set_key_refuses_what_is_not_a_public_key(
     assert main(["billers", "set-key", "UTIL01", str(home / "k"), "--home", str(home)]) == 2
     err = capsys.readouterr().err
     assert reason in err and len(err.splitlines()) == 1
+
+
+# -- a payment in flight (PostgreSQL: row locks) -------------------------------------------
+
+
+def test_a_payment_in_flight_is_waited_for_and_stays_paid(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ledger batch holds a debt's row lock (as switch/ledger/locks.py takes it) while it
+    pays 345; the import, started meanwhile, waits for that lock before it reads what was
+    paid, so the payment committed under it is taken off the listed amount, not lost."""
+    url = os.environ["BILLSWITCH_DB"]
+    if not url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite's write lock serialises the two whole)")
+    import threading
+    import time
+
+    from sqlalchemy import text, update
+
+    path = _debts_file(home, [("1000001", "Gilman P.", 12345, "202611")])
+    engine = create_engine(url)
+    result: dict[str, tuple[int, str, str]] = {}
+    try:
+        with engine.connect() as batch:
+            tx = batch.begin()
+            d = s.debts.c
+            debt_id = batch.execute(
+                text("SELECT id FROM debts WHERE account = '1000001' AND period = '202611'"
+                     " FOR UPDATE")
+            ).scalar_one()  # fmt: skip
+            payment = batch.execute(
+                insert(s.payments).values(
+                    acquirer_id="100001",
+                    terminal_id="ATM00001",
+                    channel="ATM",
+                    biller_code="UTIL01",
+                    account="1000001",
+                    amount=345,
+                    fee=0,
+                    reversed_amount=0,
+                    currency="944",
+                    advice=False,
+                    auth_code="000001",
+                    business_day=date.today(),
+                    created_at=datetime.now(UTC),
+                )  # fmt: skip
+            ).inserted_primary_key[0]
+            batch.execute(
+                insert(s.allocations).values(
+                    payment_id=payment, debt_id=debt_id, amount=345, reversed_amount=0
+                )
+            )
+            batch.execute(
+                update(s.debts).where(d.id == debt_id).values(amount_open=d.amount_open - 345)
+            )
+            importer = threading.Thread(
+                target=lambda: result.setdefault("import", _import(home, capsys, path))
+            )
+            importer.start()
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            with engine.connect() as probe:
+                for _ in range(600):  # until the import waits for the batch's lock
+                    if probe.execute(text(waiting)).scalar_one():
+                        break
+                    probe.rollback()  # pg_stat_activity is read once per transaction
+                    time.sleep(0.05)
+                else:
+                    pytest.fail(f"the import never waited for the payment's row lock: {result}")
+            assert "import" not in result
+            tx.commit()
+            importer.join(60)
+    finally:
+        engine.dispose()
+    assert result["import"][0] == 0, result["import"]
+    assert _open("1000001") == {"202611": 12000}
