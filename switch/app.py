@@ -24,14 +24,16 @@ from twisted.internet.threads import deferToThread
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
 from routing.adapters.held import HeldDebtsAdapter
+from routing.adapters.online import OnlineAdapter
 from routing.adapters.outline import OutlineAdapter
 from routing.routes import BillerAdapter, Router
-from switch import demo, metrics
+from switch import demo, demo_billers, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import Settings
 from switch.custody import Custody, CustodyError, open_custody
 from switch.delivery import DeliveryLoop
+from switch.intents import Intents
 from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
@@ -144,6 +146,7 @@ class SwitchApp:
         self.channels: list[Channel] = []
         self.ports: dict[str, int] = {}
         self._purge_stopping = False
+        self._demo_billers: demo_billers.DemoBillers | None = None
 
     def prepare(self) -> None:
         s = self.settings
@@ -183,6 +186,10 @@ class SwitchApp:
             s.ledger.read_queue_max,
             deadline=s.ledger.deadline,
         )
+        # Online billers' endpoints come from the reference snapshot of the moment: a
+        # changed URL or secret takes effect at the next refresh (the adapter's pool
+        # for that biller is made afresh when its endpoint changes).
+        self.online = OnlineAdapter(self.reactor, lambda code: self._reference.endpoint(code))
         held = HeldDebtsAdapter(
             lambda code, acc, period: self.reads.run(queries.bill, code, acc, period)
         )
@@ -191,7 +198,7 @@ class SwitchApp:
             sign_ons=SignOns(self.reads, s.sign_on_cache),
             reads=self.reads,
             writer=self.writer,
-            router=Router({"held": held, "outline": OutlineAdapter()}),
+            router=Router({"held": held, "outline": OutlineAdapter(), "online": self.online}),
             hasher=hasher,
             cutover=s.cutover,
             timezone=s.timezone,
@@ -201,6 +208,8 @@ class SwitchApp:
             key_grace=s.hsm.key_grace,
             issuer_bins=s.issuer.bins,
             pin_tries=s.issuer.pin_tries,
+            intents=Intents(self.reads.transaction),
+            ledger_deadline=s.ledger.deadline,
         )
         self.pipeline = Pipeline(self.services)
         self.delivery = DeliveryLoop(
@@ -216,6 +225,7 @@ class SwitchApp:
         return self.services.router.adapter(biller.kind)
 
     def start(self) -> None:
+        s = self.settings
         self.writer.start()
         self.reads.start()
         self._roll_business_day()
@@ -229,6 +239,8 @@ class SwitchApp:
         self._purge.clock = self.reactor
         self._purge.start(self.settings.ledger.purge_every, now=True)
         self.delivery.start()
+        if s.demo_data and s.demo_biller_sim and self.worker in (None, 0):
+            self._demo_billers = demo_billers.start(self.reactor, s.home)
         for cs in self.settings.channels:
             if cs.enabled:
                 channel = Channel(self.reactor, cs, self.pipeline)
@@ -241,6 +253,8 @@ class SwitchApp:
         reactor runs: every port and thread is released, so the process can exit."""
         for channel in self.channels:
             channel.stop_listening()
+        if self._demo_billers is not None:
+            self._demo_billers.stop()
         if hasattr(self, "delivery"):
             self.delivery.stop(0)  # nothing claimed yet: only its timers
         for part in ("writer", "reads"):
@@ -360,6 +374,9 @@ class SwitchApp:
         # closing; only then is the writer stopped (nothing is left to queue).
         yield DeferredList([c.drain(timeout) for c in self.channels])
         yield delivered
+        yield self.online.close()  # the billers' idle connections
+        if self._demo_billers is not None:
+            yield self._demo_billers.stop()
         yield deferToThread(self.writer.stop)
         self.reads.stop()
         self.engine.dispose()

@@ -90,6 +90,11 @@ class PaymentOrder(BatchOrder):
     def fee(self) -> int:
         return self.biller.fee_fixed if self.biller else 0
 
+    @property
+    def biller_facts(self) -> tuple[str | None, ...]:
+        """An online biller's payment id, reference, receipt and token (online.py)."""
+        return (None, None, None, None)
+
     @classmethod
     def apply_batch(
         cls, conn: Connection, orders: Sequence[Order], now: datetime, writes: Writes
@@ -269,6 +274,10 @@ _PAYMENTS = (
     "pan_hash",
     "business_day",
     "created_at",
+    "biller_payment_id",
+    "biller_ref",
+    "receipt",
+    "token",
 )
 _ALLOCATIONS = ("payment_id", "debt_id", "amount", "reversed_amount")
 
@@ -297,6 +306,7 @@ def _insert_payments(
             p.pan_hash,
             day(p.business_day),
             at,
+            *p.biller_facts,
         )
         for p, o in approved
     ]

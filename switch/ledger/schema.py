@@ -144,8 +144,19 @@ payments = Table(
     Column("pan_hash", String(64), comment="keyed hash (HMAC-SHA256) of the PAN, for search"),
     Column("business_day", Date, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Online billers (migration 0010): what the biller said when it accepted the payment.
+    Column(
+        "biller_payment_id",
+        String(64),
+        comment="online: the payment's idempotency key at the biller",
+    ),
+    Column("biller_ref", String(64), comment="online: the biller's reference of the payment"),
+    Column("receipt", String(64), comment="online: the biller's fiscal/VAT receipt id (DE 48 VR)"),
+    Column("token", String(64), comment="online: the prepaid token the biller vended (DE 48 TK)"),
 )
 Index("ix_payments_biller_day", payments.c.biller_code, payments.c.business_day)
+# A settle row asks whether its payment was posted (switch/ledger/online.py, migration 0010).
+Index("ix_payments_biller_payment_id", payments.c.biller_payment_id)
 
 allocations = Table(
     "allocations",

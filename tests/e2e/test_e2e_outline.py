@@ -126,11 +126,6 @@ def test_advice_of_an_outline_payment(atm: IsoClient, ledger: Ledger) -> None:
     assert ledger.payment(receipt(response)).advice
 
 
-def test_online_billers_have_no_route_until_their_adapter_lands(atm: IsoClient) -> None:
-    call(atm, inquiry("5550001", biller="TEL01"), code="92")
-    call(atm, payment("5550001", 100, biller="PWR01"), code="92")
-
-
 def _until(check, what: str):  # type: ignore[no-untyped-def]
     """Poll ``check()`` until it is true (the reference refresh is periodic)."""
     deadline = time.monotonic() + WAIT
