@@ -13,7 +13,7 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import create_engine, func, insert, select
 
 from switch.app import prepare_database
 from switch.cardholder import Hasher, load_or_create_key
@@ -102,6 +102,26 @@ def _state(home: Path) -> tuple[list, list, list]:  # type: ignore[type-arg]
         engine.dispose()
 
 
+def _assert_debts_balance() -> None:
+    """The ledger's invariant after any import: open = original - what allocations hold."""
+    engine = create_engine(os.environ["BILLSWITCH_DB"])
+    try:
+        with engine.connect() as conn:
+            assert_debts_balance(conn)
+    finally:
+        engine.dispose()
+
+
+def assert_debts_balance(conn) -> None:  # type: ignore[no-untyped-def]
+    a, d = s.allocations.c, s.debts.c
+    query = select(a.debt_id, func.sum(a.amount - a.reversed_amount)).group_by(a.debt_id)
+    held = {debt: amount for debt, amount in conn.execute(query)}
+    for debt_id, original, open_amount in conn.execute(
+        select(d.id, d.amount_original, d.amount_open)
+    ):
+        assert 0 <= open_amount == original - held.get(debt_id, 0), debt_id
+
+
 def _bill(account: str):  # type: ignore[no-untyped-def]
     engine = create_engine(os.environ["BILLSWITCH_DB"])
     try:
@@ -151,6 +171,7 @@ def test_a_signed_full_list_is_what_an_inquiry_then_reads(
     debts, _, files = _state(home)
     assert ("2000001", "202612", 700, 700, "I2000001202612", date(2026, 11, 25)) in debts
     assert len(files) == 1
+    _assert_debts_balance()
 
 
 def test_delta_adds_changes_and_closes_only_what_it_lists(
@@ -170,6 +191,7 @@ def test_delta_adds_changes_and_closes_only_what_it_lists(
     assert _open("1000001") == {"202611": 12345}  # not listed: untouched
     assert _open("1000002") == {"202611": 260000}
     assert _open("1000003") == {"202611": 999}
+    _assert_debts_balance()
 
 
 def test_the_same_file_twice_changes_nothing_and_an_older_one_is_refused(
@@ -231,6 +253,13 @@ def test_payments_made_since_the_list_was_generated_are_not_claimed_again(
     )
     assert _import(home, capsys, path)[0] == 0
     assert _open("1000001") == {"202611": 12000}
+    _assert_debts_balance()
+    closing = _debts_file(
+        home, [("1000002", "M", 1, "202611")], generated="2026-11-03T00:00:00Z", name="c.xml"
+    )
+    assert _import(home, capsys, closing)[0] == 0  # full: 1000001's debt closed, paid 345
+    assert _open("1000001") == {}
+    _assert_debts_balance()
 
 
 # -- refusals: one line, exit 2, nothing changed -----------------------------------------
@@ -486,3 +515,4 @@ def test_a_payment_in_flight_is_waited_for_and_stays_paid(
         engine.dispose()
     assert result["import"][0] == 0, result["import"]
     assert _open("1000001") == {"202611": 12000}
+    _assert_debts_balance()

@@ -10,7 +10,9 @@ What an amount in the file means: what the account owed on that debt at the
 file's ``generated`` time. Payments the switch took on the debt since then
 (allocations of payments made at or after ``generated``, less what was
 reversed of them) are taken off, so a payment committed while the biller was
-making its file is not claimed twice. On PostgreSQL the debts the file
+making its file is not claimed twice. A debt's ``amount_original`` is kept at
+its open amount plus what its allocations hold (the ledger's invariant), so
+closing a debt leaves it at what was paid on it here. On PostgreSQL the debts the file
 changes are locked in id order first, the order every ledger batch locks
 them in (switch/ledger/locks.py): a payment in flight either commits before
 the import reads what it paid, or waits for the import and pays the new debt.
@@ -170,20 +172,24 @@ _LOCK = (
     " AND ({which}) ORDER BY d.id FOR UPDATE) AS locked"
 )
 
-# What payments made since the file was generated still hold of each debt.
-_PAID_SINCE = (
-    "SELECT a.debt_id, SUM(a.amount - a.reversed_amount) AS amount"
-    " FROM allocations a JOIN payments p ON p.id = a.payment_id"
-    " WHERE p.biller_code = :biller AND p.created_at >= :generated GROUP BY a.debt_id"
+# What payments still hold of each debt: in all, and of those made since the file was
+# generated (those the biller's amount cannot know of yet).
+_PAID = (
+    "SELECT a.debt_id, SUM(a.amount - a.reversed_amount) AS total,"
+    " SUM(CASE WHEN p.created_at >= :generated THEN a.amount - a.reversed_amount ELSE 0 END)"
+    " AS since FROM allocations a JOIN payments p ON p.id = a.payment_id"
+    " WHERE p.biller_code = :biller GROUP BY a.debt_id"
 )
 _OPEN = (
-    "CASE WHEN s.amount - COALESCE(pd.amount, 0) > 0 THEN s.amount - COALESCE(pd.amount, 0)"
+    "CASE WHEN s.amount - COALESCE(pd.since, 0) > 0 THEN s.amount - COALESCE(pd.since, 0)"
     " ELSE 0 END"
 )
-_ORIGINAL = "CASE WHEN s.amount > 0 THEN s.amount ELSE d.amount_original END"
+# The ledger's invariant stays true: a debt's open amount is its original amount less what
+# its allocations hold (tests/ledger/ledger_support.py), so the original is set to match.
+_ORIGINAL = f"({_OPEN}) + COALESCE(pd.total, 0)"
 # Only the rows whose values change are written (a list sent again unchanged writes nothing).
 _CHANGE = (
-    f"WITH paid AS ({_PAID_SINCE}),"
+    f"WITH paid AS ({_PAID}),"
     " computed AS (SELECT d.id, d.amount_original AS was_original, d.amount_open AS was_open,"
     " d.invoice AS was_invoice, d.due AS was_due, {original} AS original, {open} AS open,"
     f" s.invoice, s.due FROM debts d JOIN {_STAGE} s ON s.account = d.account"
@@ -204,7 +210,8 @@ _NEW = (
     " ORDER BY s.line"
 )
 _CLOSE = (
-    "UPDATE debts SET amount_open = 0 WHERE biller_code = :biller AND amount_open > 0"
+    "UPDATE debts SET amount_original = amount_original - amount_open, amount_open = 0"
+    " WHERE biller_code = :biller AND amount_open > 0"
     f" AND NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.account = debts.account"
     " AND s.period = debts.period)"
 )
