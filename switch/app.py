@@ -83,6 +83,9 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         added = demo.add_demo_billers(conn, home_sealer(settings.home).seal)
         if added:
             log.info("demo billers added", billers=", ".join(added))
+        keyed = demo.add_demo_debt_keys(conn)
+        if keyed:
+            log.info("demo debt-file keys registered (test-only)", billers=", ".join(keyed))
         if demo.needs_demo_card(conn):
             demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
             log.info("demo on-us card loaded (test-only)")

@@ -1,4 +1,5 @@
-"""``billswitch billers``: list, add and change billers (rows of the ``billers`` table).
+"""``billswitch billers``: list, add and change billers (rows of the ``billers`` table),
+and register a held biller's debt-file key (``set-key``).
 
 Running nodes read billers again every ``reference_refresh`` seconds, so what
 this command writes is served from then on without a restart; a biller's
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from iso.currency import CURRENCIES, major_units
+from switch.debt_signing import BadKey, fingerprint, read_public_key
 from switch.ledger import schema as s
 from switch.sealing import Sealer, SealError, check_value, home_sealer
 
@@ -81,6 +83,19 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
         action="store_const",
         const="inactive",
         help="stop routing to it (92)",
+    )
+    set_key = actions.add_parser(
+        "set-key",
+        help="register a held biller's Ed25519 public key: its debt files must be signed"
+        " with the private half (shown by fingerprint in `billers list`)",
+        epilog="examples:\n"
+        "  billswitch billers set-key UTIL01 util01-public.pem\n"
+        "  billswitch billers set-key UTIL01 util01-public.hex   (64 hex digits, the raw key)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    set_key.add_argument("code", help="the biller's code, as `billers list` shows it")
+    set_key.add_argument(
+        "key_file", type=Path, help="PEM public key (BEGIN PUBLIC KEY) or 64 hex digits"
     )
     return billers
 
@@ -146,6 +161,10 @@ def run(args: argparse.Namespace, engine: Engine, home: Path, refresh: float) ->
         if args.action == "list":
             print("\n".join(list_billers(conn, _opener(home))) or "no billers")
             return 0
+        if args.action == "set-key":
+            shown = set_key(conn, args.code, args.key_file)
+            print(f"biller {args.code}: debt files checked against key {shown}")
+            return 0
         changes = _changes(args, home)
         if args.action == "add":
             add_biller(conn, args.code, changes)
@@ -202,6 +221,23 @@ def set_biller(conn: Connection, code: str, given: dict[str, Any]) -> None:
         raise BillerCommandError("nothing to change (see: billswitch billers set --help)")
     check({**current, **given})
     conn.execute(update(s.billers).where(_b.code == code).values(**given))
+
+
+def set_key(conn: Connection, code: str, key_file: Path) -> str:
+    """Store the biller's debt-file key (raw, hex); returns its fingerprint."""
+    try:
+        raw = read_public_key(key_file)
+    except BadKey as exc:
+        raise BillerCommandError(str(exc)) from None
+    current = _row(conn, code, lock=True)
+    if current is None:
+        raise BillerCommandError(f"no biller {code!r} (see: billswitch billers list)")
+    if current["kind"] != "held":
+        raise BillerCommandError(
+            f"biller {code} is {current['kind']}: only held billers send signed debt files"
+        )
+    conn.execute(update(s.billers).where(_b.code == code).values(public_key=raw.hex()))
+    return fingerprint(raw)
 
 
 def _row(conn: Connection, code: str, lock: bool = False) -> dict[str, Any] | None:
@@ -263,7 +299,7 @@ def check(row: dict[str, Any]) -> None:
 
 _LIST = (
     "{code:8s}  {kind:7s}  {currency:3s}  {min:>16s}  {max:>16s}  {partial:7s}  {overpay:7s}"
-    "  {status:8s}  {secret:6s}  {timeout:>7}  {inflight:>8}  {url}  {name}"
+    "  {status:8s}  {secret:6s}  {key:16s}  {timeout:>7}  {inflight:>8}  {url}  {name}"
 )
 
 
@@ -287,13 +323,14 @@ def _opener(home: Path) -> Callable[[str, str], str]:
 
 def list_billers(conn: Connection, show_secret: Callable[[str, str], str]) -> list[str]:
     """A header and one line per biller (amounts in major units); none when there are none.
-    The SECRET column is the secret's check value, never the secret."""
+    The SECRET column is the secret's check value, never the secret; KEY the fingerprint
+    of a held biller's debt-file key."""
     rows = conn.execute(select(s.billers).order_by(_b.code)).all()
     if not rows:
         return []
     header = _LIST.format(
         code="CODE", kind="KIND", currency="CUR", min="MIN", max="MAX", partial="PARTIAL",
-        overpay="OVERPAY", status="STATUS", secret="SECRET", timeout="TIMEOUT",
+        overpay="OVERPAY", status="STATUS", secret="SECRET", key="KEY", timeout="TIMEOUT",
         inflight="INFLIGHT", url="URL", name="NAME",
     )  # fmt: skip
     return [header] + [
@@ -307,6 +344,7 @@ def list_billers(conn: Connection, show_secret: Callable[[str, str], str]) -> li
             overpay="yes" if r.overpay_allowed else "no",
             status=r.status,
             secret=show_secret(r.code, r.secret) if r.secret else "-",
+            key=fingerprint(bytes.fromhex(r.public_key)) if r.public_key else "-",
             timeout=r.timeout_ms,
             inflight=r.max_in_flight,
             url=r.url or "-",

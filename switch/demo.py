@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 
 from hsm_sim.crypto.kcv import kcv_des
 from hsm_sim.crypto.lmk import TEST_LMK, encrypt_key
@@ -59,6 +59,16 @@ TERMINALS = (
     ]
 )
 
+# UTIL01's debt-file key pair (issue 12), TEST-ONLY and published in the README beside the
+# demo keys, so anyone can sign a test debt list for it (``billswitch debts sign``): the
+# private half is the SHA-256 of "billswitch UTIL01 test-only debt-file key".
+DEMO_DEBT_KEYS = {
+    "UTIL01": (
+        "c63e3564e64d593b17a6abfaad6359ecc6d284349ed017bdb682db79de3f8179",  # private
+        "74a92ad37386630aa9e98bd57770542e69421dba8cac9fc4e8bfe45e85fd3e35",  # public
+    ),
+}
+
 BILLERS = [
     {
         "code": "UTIL01",
@@ -72,6 +82,7 @@ BILLERS = [
         "fee_fixed": 0,
         "settlement_account": "AZ00DEMO00000000000000000001",
         "status": "active",
+        "public_key": DEMO_DEBT_KEYS["UTIL01"][1],
     },
 ]
 
@@ -193,6 +204,22 @@ def add_demo_billers(conn: Connection, seal: Callable[[str, bytes], str]) -> lis
     return [r["code"] for r in rows]
 
 
+def add_demo_debt_keys(conn: Connection) -> list[str]:
+    """The demo billers' published debt-file keys, where a demo database has none yet
+    (one made before issue 12); a key an operator registered is left alone."""
+    b = s.billers.c
+    added = []
+    for code, (_, public) in DEMO_DEBT_KEYS.items():
+        done = conn.execute(
+            update(s.billers)
+            .where(b.code == code, b.public_key.is_(None))
+            .values(public_key=public)
+        )
+        if done.rowcount:
+            added.append(code)
+    return added
+
+
 # -- test-only keys (issue 3): published in the README for test clients ------
 # Never use these outside a demo: they are public. Stored under the test LMK.
 DEMO_KEYS = [
@@ -273,6 +300,11 @@ def material_present(conn: Connection, card_pan_hash: str) -> list[str]:
     c = s.cards.c
     if conn.execute(select(c.pan_hash).where(c.pan_hash == card_pan_hash)).first():
         found.append(f"card {mask_pan(DEMO_CARD_PAN)} (published PIN)")
+    b = s.billers.c
+    published = {public for _, public in DEMO_DEBT_KEYS.values()}
+    for code, key in conn.execute(select(b.code, b.public_key).where(b.public_key.isnot(None))):
+        if key in published:
+            found.append(f"biller {code} (published debt-file key)")
     return found
 
 

@@ -15,17 +15,20 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from switch.config import Settings
-from switch.ledger.database import alembic_config, make_engine
+from switch.ledger.database import Timeouts, alembic_config, make_engine
 
 
 class NoDatabase(Exception):
     """There is no usable billswitch database where the settings point: one line."""
 
 
-def open_existing(settings: Settings, write: bool = False) -> Engine:
+def open_existing(
+    settings: Settings, write: bool = False, timeouts: Timeouts | None = None
+) -> Engine:
     """An engine on the configured database, which must exist at the current schema;
     ``write``: SQLite transactions take the write lock first (a command that changes rows
-    while the switch runs then waits for the lock instead of failing on its upgrade)."""
+    while the switch runs then waits for the lock instead of failing on its upgrade);
+    ``timeouts``: other bounds than the defaults (a long import)."""
     url = make_url(settings.db_url())
     where = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite":
@@ -35,7 +38,7 @@ def open_existing(settings: Settings, write: bool = False) -> Engine:
                 f"no database at {path or where} (start the switch or run 'billswitch migrate'"
                 " with this --home/--db first)"
             )
-    engine = make_engine(settings.db_url(), write=write)
+    engine = make_engine(settings.db_url(), write=write, timeouts=timeouts)
     try:
         current = _revision(engine)
     except Exception:

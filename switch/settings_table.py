@@ -137,6 +137,12 @@ RULES: dict[str, Rule] = {
         between(0, 3600, above=True),
     ),
     "demo_data": Rule("load the demo data into an empty database", "true, false"),
+    "debt_file_max_bytes": Rule(
+        "bytes a held biller's debt file may have (`billswitch debts import`); a larger"
+        " file is refused before it is read. A million debts take about 150 MB",
+        "1024-1073741824",
+        between(1024, 1 << 30),
+    ),
     "demo_biller_sim": Rule(
         "with demo_data: serve the online demo billers (TEL01, PWR01) from the reference"
         " biller server inside the switch, on 127.0.0.1:8090 (false: run `billswitch"

@@ -95,8 +95,9 @@ def test_an_online_biller_secret_is_sealed_and_listed_by_check_value(
     code, out, _ = _run(home, capsys, "list")
     assert code == 0 and SECRET.decode() not in out
     lines = {line.split()[0]: line.split() for line in out.splitlines()}
-    assert lines["CODE"][:10] == [
-        "CODE", "KIND", "CUR", "MIN", "MAX", "PARTIAL", "OVERPAY", "STATUS", "SECRET", "TIMEOUT",
+    assert lines["CODE"][:11] == [
+        "CODE", "KIND", "CUR", "MIN", "MAX", "PARTIAL", "OVERPAY", "STATUS", "SECRET", "KEY",
+        "TIMEOUT",
     ]  # fmt: skip
     assert lines["TEL02"][:4] == ["TEL02", "online", "944", "0.01"]
     assert check_value(SECRET) in lines["TEL02"] and "1500" in lines["TEL02"]

@@ -66,6 +66,8 @@ billers = Table(
     ),
     Column("timeout_ms", Integer, nullable=False, server_default="3000"),
     Column("max_in_flight", Integer, nullable=False, server_default="64"),
+    # Held billers' debt files (migration 0012): whose signature a debt list must carry.
+    Column("public_key", String(64), comment="held: Ed25519 public key of its debt files, hex"),
 )
 
 customers = Table(
@@ -86,6 +88,7 @@ debts = Table(
     Column("invoice", String(32)),
     Column("amount_original", BigInteger, nullable=False),
     Column("amount_open", BigInteger, nullable=False),
+    Column("due", Date, comment="due date, as the biller's debt file gives it"),
     UniqueConstraint("biller_code", "account", "period", name="uq_debts_period"),
 )
 Index("ix_debts_account", debts.c.biller_code, debts.c.account)
@@ -283,3 +286,20 @@ outbox = Table(
     UniqueConstraint("action", "payment_id", name="uq_outbox_action_payment"),
 )
 Index("ix_outbox_due", outbox.c.state, outbox.c.next_at)
+
+# -- debt files applied (migration 0012) ---------------------------------------
+
+debt_files = Table(
+    "debt_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_code", String(8), nullable=False),
+    # The same bytes again are recognised by their digest and change nothing.
+    Column("digest", String(64), nullable=False, comment="SHA-256 of the file's bytes, hex"),
+    Column("mode", String(5), nullable=False, comment="full or delta"),
+    Column("generated", DateTime(timezone=True), nullable=False, comment="the file's own time"),
+    Column("debts", BigInteger, nullable=False, comment="debt lines in the file"),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("digest", name="uq_debt_files_digest"),
+)
+Index("ix_debt_files_biller", debt_files.c.biller_code, debt_files.c.generated)
