@@ -80,7 +80,9 @@ def reset_tries(conn: Connection, wallet: str) -> int:
     before = conn.execute(query.with_for_update()).scalar_one_or_none()
     if before is None:
         raise CardCommandError(f"no card with wallet {wallet!r} (see: billswitch cards list)")
-    conn.execute(update(s.cards).where(_card.wallet_account == wallet).values(pin_tries=0))
+    # Tries stuck in flight (a node stopped while the HSM verified them) are cleared too.
+    reset = update(s.cards).where(_card.wallet_account == wallet).values(pin_tries=0, pin_pending=0)
+    conn.execute(reset)
     return before
 
 

@@ -14,6 +14,7 @@ from switch.ledger.reference import Reference
 from switch.ledger.writer import LedgerWriter
 from switch.security.cache import CardCache
 from switch.security.keystore import KeyRing
+from switch.security.pin_queue import PinQueue
 from switch.sessions import SignOns
 
 
@@ -34,3 +35,4 @@ class Services:
     issuer_bins: tuple[str, ...] = ()
     pin_tries: int = 3
     cards: CardCache = field(default_factory=CardCache)
+    pin_queue: PinQueue = field(default_factory=PinQueue)

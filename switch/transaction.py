@@ -46,7 +46,6 @@ class Transaction:
     looked_up: bool = False  # its stored answer was looked up already
     wallet: str | None = None  # the on-us wallet account paying, once its PIN verified
     pan_hash: str | None = None  # DE 2's keyed hash, once a step needed it
-    pin_limit: int = 0  # wrong tries that block the card (re-checked by the ledger)
     mti: str = ""
     processing: str = ""  # first two digits of DE 3
     terminal: Terminal | None = None

@@ -75,7 +75,6 @@ class PaymentOrder(BatchOrder):
     masked_pan: str | None = None
     pan_hash: str | None = None
     wallet: str | None = None  # an on-us card's wallet account pays instead of the acquirer
-    pin_limit: int = 0  # with a wallet: a card with this many wrong tries pays nothing (75)
 
     @property
     def account_key(self) -> AccountKey:
@@ -103,7 +102,6 @@ class PaymentOrder(BatchOrder):
 @dataclass
 class _Funds:
     funds: int
-    pin_tries: int
 
 
 @dataclass
@@ -123,7 +121,7 @@ _OPEN = (
     " ORDER BY period, id{lock}"
 )
 _WALLET_FUNDS = (
-    "SELECT wallet_account, funds, pin_tries FROM cards WHERE wallet_account IN ({keys})"
+    "SELECT wallet_account, funds FROM cards WHERE wallet_account IN ({keys})"
     " ORDER BY wallet_account{lock}"  # the lock order (locks.py)
 )
 _OPEN_TOTALS = (
@@ -162,13 +160,14 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
 
 
 def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, _Funds]:
-    """What each wallet holds and its card's wrong PIN tries, the card row locked until
-    commit: the tries seen here are authoritative (the PIN step may have used a cache)."""
+    """What each wallet holds, the card row locked until commit. (Its PIN tries are not
+    the ledger's business: the PIN step reserved a try on this row before the HSM
+    verified it, and a right PIN released it; see switch/security/cards.py.)"""
     if not wallets:
         return {}
     in_keys, params = in_list(conn, wallets)
     rows = conn.exec_driver_sql(_WALLET_FUNDS.format(keys=in_keys, lock=for_update(conn)), params)
-    return {w: _Funds(int(f), tries) for w, f, tries in rows}
+    return {w: _Funds(int(f)) for w, f in rows}
 
 
 def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -> Outcome:
@@ -183,8 +182,6 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
             return Outcome("13", {"due": due})
     if p.wallet:
         wallet = funds[p.wallet]
-        if p.pin_limit and wallet.pin_tries >= p.pin_limit:
-            return Outcome("75")
         if wallet.funds < p.amount + p.fee:
             return Outcome("51")
         wallet.funds -= p.amount + p.fee

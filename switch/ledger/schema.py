@@ -204,6 +204,14 @@ cards = Table(
     Column("wallet_account", String(40), ForeignKey("accounts.code"), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("pin_tries", Integer, nullable=False, default=0),
+    Column(
+        "pin_pending",
+        Integer,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="PIN tries reserved, their verification not yet decided",
+    ),
     Column("status", String(10), nullable=False, default="active"),
     Column(
         "funds",

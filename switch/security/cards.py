@@ -2,9 +2,14 @@
 
 A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
 under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
-with the issuer's PVK), so the switch never sees the PIN. Wrong PINs are
-counted (55, then 75 once the limit is reached; a right PIN resets the count)
-and the payment is then paid from the card's wallet account in the ledger.
+with the issuer's PVK), so the switch never sees the PIN. Every try is reserved
+on the card row before the HSM sees it (one conditional UPDATE counting the
+wrong tries and those in flight on every node: none left is 75), so requests in
+flight cannot outrun the limit; ``settle_try`` then counts a wrong PIN (55, or
+75 for the one that reaches the limit), lets a right one reset the count, and
+gives an undecided one (a block the HSM cannot read, an HSM failure) back. A
+node checks one PIN per card at a time (switch/security/pin_queue.py). The
+payment is then paid from the card's wallet account in the ledger.
 A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
 switch lacks is its own malfunction (96, logged for the operator), not the
 terminal's security violation.
@@ -12,7 +17,8 @@ terminal's security violation.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+import structlog
+from sqlalchemy import Connection, case, literal, select, update
 
 from hsm_sim.interface import HsmError, PinBlock
 from switch.errors import (
@@ -30,6 +36,8 @@ from switch.transaction import Transaction
 
 PIN_KEY = {"ATM": "TPK", "POS": "TPK", "HOST": "ZPK"}
 DEFAULT_PIN_FORMAT = "01"  # ISO 9564 format 0
+
+log = structlog.get_logger(__name__)
 
 
 class UnusablePinFormat(FormatError):
@@ -77,15 +85,35 @@ def load_card(conn: Connection, pan_hash: str) -> Card | None:
         row.pvv,
         row.wallet_account,
         row.currency,
-        row.pin_tries,
         row.status == "active",
     )
 
 
-def count_try(conn: Connection, pan_hash: str, right: bool) -> int:
-    """Record a PIN try; returns the wrong tries counted after it."""
-    tries = 0 if right else _card.pin_tries + 1
-    conn.execute(update(s.cards).where(_card.pan_hash == pan_hash).values(pin_tries=tries))
+def reserve_try(conn: Connection, pan_hash: str, limit: int) -> bool:
+    """Reserve a try before it is verified, if the card has one left counting the tries
+    in flight on every node (False: 75). The row is the truth for all nodes at once."""
+    reserved = conn.execute(
+        update(s.cards)
+        .where(_card.pan_hash == pan_hash, _card.pin_tries + _card.pin_pending < limit)
+        .values(pin_pending=_card.pin_pending + 1)
+    )
+    return reserved.rowcount == 1
+
+
+def settle_try(conn: Connection, pan_hash: str, right: bool | None) -> int:
+    """Decide a reserved try: a wrong PIN (False) is counted, a right one (True) resets
+    the wrong tries to 0, an undecided one (None: the block did not decrypt, the HSM
+    failed) counts nothing. Tries still in flight stay reserved either way, so a right
+    PIN cannot wipe a guess being verified beside it. Returns the wrong tries now."""
+    tries = {True: literal(0), False: _card.pin_tries + 1, None: _card.pin_tries}[right]
+    conn.execute(
+        update(s.cards)
+        .where(_card.pan_hash == pan_hash)
+        .values(
+            pin_tries=tries,
+            pin_pending=case((_card.pin_pending > 0, _card.pin_pending - 1), else_=0),
+        )
+    )
     return conn.execute(select(_card.pin_tries).where(_card.pan_hash == pan_hash)).scalar_one()
 
 
@@ -100,7 +128,7 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         return
     pan_hash = t.pan_hash = sv.hasher.pan(pan)
     card = sv.cards.get(pan_hash)
-    if card is None or card.pin_tries >= sv.pin_tries:  # blocked: an operator may have reset it
+    if card is None:
         card = await sv.reads.shared(load_card, pan_hash)
         if card is not None:
             sv.cards.put(card)
@@ -108,31 +136,44 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         raise UnknownCard("on-us card unknown to the issuer")
     if not card.active:
         raise InactiveCard("on-us card not active")
-    if card.pin_tries >= sv.pin_tries:
-        raise PinTriesExceeded("PIN tries exceeded")
     if not t.request.get("52"):
         raise IncorrectPin("PIN block missing")
-    right = await _verify(t, sv, pan, card)
-    if right and card.pin_tries == 0:
-        t.wallet = card.wallet_account
-        t.pin_limit = sv.pin_tries
-        return
-    tries = await sv.reads.transaction(count_try, card.pan_hash, right)
-    sv.cards.set_tries(card, tries)
-    if right:
-        t.wallet = card.wallet_account
-        t.pin_limit = sv.pin_tries
-        return
-    if tries >= sv.pin_tries:
+    keys = _pin_key(t, sv), _pvk(sv)  # a key missing is 96 before any try is reserved
+    async with sv.pin_queue.turn(pan_hash):
+        right = await _try_pin(t, sv, pan, card, *keys)
+    if not right:
+        raise IncorrectPin("PIN does not verify")
+    t.wallet = card.wallet_account
+
+
+async def _try_pin(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]
+    """Reserve a try, verify, settle: True for a right PIN; 75 once the card is blocked."""
+    if not await sv.reads.transaction(reserve_try, card.pan_hash, sv.pin_tries):
         raise PinTriesExceeded("PIN tries exceeded")
-    raise IncorrectPin("PIN does not verify")
-
-
-async def _verify(t: Transaction, sv: Services, pan: str, card: Card) -> bool:
     try:
-        return await sv.hsm.verify_pin_pvv(
-            _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
-        )
+        right = await _verify(t, sv, pan, card, tpk, pvk)
+    except BaseException:
+        await _settle_undecided(sv, card.pan_hash)
+        raise
+    tries = await sv.reads.transaction(settle_try, card.pan_hash, right)
+    if not right and tries >= sv.pin_tries:
+        raise PinTriesExceeded("PIN tries exceeded")
+    return right
+
+
+async def _settle_undecided(sv: Services, pan_hash: str) -> None:
+    """Give back a reservation whose try was not decided; if even that fails, the try stays
+    reserved (the safe side: an operator's reset clears it) and the caller's own error is
+    what is answered."""
+    try:
+        await sv.reads.transaction(settle_try, pan_hash, None)
+    except Exception as exc:
+        log.warning("PIN try not released", error=type(exc).__name__)
+
+
+async def _verify(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return await sv.hsm.verify_pin_pvv(tpk, pvk, _pin_block(t), pan, int(card.pvki), card.pvv)
     except HsmError as exc:
         if exc.code not in PIN_DATA_ERRORS:
             raise

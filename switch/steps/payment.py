@@ -53,7 +53,6 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
         masked_pan=mask_pan(pan) if pan else None,
         pan_hash=t.pan_hash or (sv.hasher.pan(pan) if pan else None),
         wallet=t.wallet,
-        pin_limit=t.pin_limit,
     )
 
 

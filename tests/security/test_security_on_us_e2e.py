@@ -186,7 +186,7 @@ def test_a_card_blocked_elsewhere_pays_nothing_despite_a_cached_card(
     switch: SwitchProcess,
 ) -> None:
     """Another node counted the third wrong PIN: this node's card cache does not know, but
-    the ledger reads the tries on the card row it locks, so the payment gets 75."""
+    the try is reserved on the card row, which has none left, so the payment gets 75."""
     with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
         c.sign_on(conn)
         assert _pay(conn, "1234", 500) == "00"  # the card is now in this node's cache
