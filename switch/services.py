@@ -14,7 +14,7 @@ from switch.ledger.reference import Reference
 from switch.ledger.writer import LedgerWriter
 from switch.security.cache import CardCache
 from switch.security.keystore import KeyRing
-from switch.security.pin_queue import PinQueue
+from switch.security.tries import PinTries
 from switch.sessions import SignOns
 
 
@@ -31,8 +31,8 @@ class Services:
     hsm: Hsm
     keys: Callable[[], KeyRing]
     set_keys: Callable[[KeyRing], None]
+    pins: PinTries  # PIN tries reserved on the card rows, batched
     key_grace: float = 300.0
     issuer_bins: tuple[str, ...] = ()
     pin_tries: int = 3
     cards: CardCache = field(default_factory=CardCache)
-    pin_queue: PinQueue = field(default_factory=PinQueue)

@@ -212,6 +212,14 @@ cards = Table(
         server_default="0",
         comment="PIN tries reserved, their verification not yet decided",
     ),
+    Column(
+        "pin_pending_until",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="unix time after which the reserved tries are taken as lost (a crash)",
+    ),
     Column("status", String(10), nullable=False, default="active"),
     Column(
         "funds",

@@ -3,13 +3,12 @@
 A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
 under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
 with the issuer's PVK), so the switch never sees the PIN. Every try is reserved
-on the card row before the HSM sees it (one conditional UPDATE counting the
-wrong tries and those in flight on every node: none left is 75), so requests in
-flight cannot outrun the limit; ``settle_try`` then counts a wrong PIN (55, or
-75 for the one that reaches the limit), lets a right one reset the count, and
-gives an undecided one (a block the HSM cannot read, an HSM failure) back. A
-node checks one PIN per card at a time (switch/security/pin_queue.py). The
-payment is then paid from the card's wallet account in the ledger.
+on the card row before the HSM sees it (switch/security/tries.py: wrong tries
+and those in flight on every node counted at once; none left is 75), so
+requests in flight cannot outrun the limit. A wrong PIN is counted (55, or 75
+for the one that reaches the limit); an undecided one (a block the HSM cannot
+read, an HSM failure) is given back; a right one is paid from the card's wallet
+account in the ledger, whose batch releases the try and resets the count.
 A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
 switch lacks is its own malfunction (96, logged for the operator), not the
 terminal's security violation.
@@ -17,8 +16,10 @@ terminal's security violation.
 
 from __future__ import annotations
 
+import time
+
 import structlog
-from sqlalchemy import Connection, case, literal, select, update
+from sqlalchemy import Connection, select
 
 from hsm_sim.interface import HsmError, PinBlock
 from switch.errors import (
@@ -89,34 +90,6 @@ def load_card(conn: Connection, pan_hash: str) -> Card | None:
     )
 
 
-def reserve_try(conn: Connection, pan_hash: str, limit: int) -> bool:
-    """Reserve a try before it is verified, if the card has one left counting the tries
-    in flight on every node (False: 75). The row is the truth for all nodes at once."""
-    reserved = conn.execute(
-        update(s.cards)
-        .where(_card.pan_hash == pan_hash, _card.pin_tries + _card.pin_pending < limit)
-        .values(pin_pending=_card.pin_pending + 1)
-    )
-    return reserved.rowcount == 1
-
-
-def settle_try(conn: Connection, pan_hash: str, right: bool | None) -> int:
-    """Decide a reserved try: a wrong PIN (False) is counted, a right one (True) resets
-    the wrong tries to 0, an undecided one (None: the block did not decrypt, the HSM
-    failed) counts nothing. Tries still in flight stay reserved either way, so a right
-    PIN cannot wipe a guess being verified beside it. Returns the wrong tries now."""
-    tries = {True: literal(0), False: _card.pin_tries + 1, None: _card.pin_tries}[right]
-    conn.execute(
-        update(s.cards)
-        .where(_card.pan_hash == pan_hash)
-        .values(
-            pin_tries=tries,
-            pin_pending=case((_card.pin_pending > 0, _card.pin_pending - 1), else_=0),
-        )
-    )
-    return conn.execute(select(_card.pin_tries).where(_card.pan_hash == pan_hash)).scalar_one()
-
-
 def is_on_us(pan: str, bins: tuple[str, ...]) -> bool:
     return pan.startswith(bins)
 
@@ -139,36 +112,29 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
     if not t.request.get("52"):
         raise IncorrectPin("PIN block missing")
     keys = _pin_key(t, sv), _pvk(sv)  # a key missing is 96 before any try is reserved
-    async with sv.pin_queue.turn(pan_hash):
-        right = await _try_pin(t, sv, pan, card, *keys)
-    if not right:
-        raise IncorrectPin("PIN does not verify")
-    t.wallet = card.wallet_account
-
-
-async def _try_pin(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]
-    """Reserve a try, verify, settle: True for a right PIN; 75 once the card is blocked."""
-    if not await sv.reads.transaction(reserve_try, card.pan_hash, sv.pin_tries):
+    deadline = time.monotonic() + sv.writer.time_left(t.received_at)
+    if not await sv.pins.reserve(pan_hash, deadline):
         raise PinTriesExceeded("PIN tries exceeded")
     try:
-        right = await _verify(t, sv, pan, card, tpk, pvk)
+        right = await _verify(t, sv, pan, card, *keys)
     except BaseException:
-        await _settle_undecided(sv, card.pan_hash)
+        await give_back_try(sv, pan_hash)
         raise
-    tries = await sv.reads.transaction(settle_try, card.pan_hash, right)
-    if not right and tries >= sv.pin_tries:
-        raise PinTriesExceeded("PIN tries exceeded")
-    return right
+    if not right:
+        if await sv.pins.count_wrong(pan_hash) >= sv.pin_tries:
+            raise PinTriesExceeded("PIN tries exceeded")
+        raise IncorrectPin("PIN does not verify")
+    t.wallet = card.wallet_account  # the ledger batch paying from it releases the try
 
 
-async def _settle_undecided(sv: Services, pan_hash: str) -> None:
+async def give_back_try(sv: Services, pan_hash: str) -> None:
     """Give back a reservation whose try was not decided; if even that fails, the try stays
-    reserved (the safe side: an operator's reset clears it) and the caller's own error is
-    what is answered."""
+    reserved until its hold runs out (the safe side) and the caller's own error is what
+    is answered."""
     try:
-        await sv.reads.transaction(settle_try, pan_hash, None)
+        await sv.pins.give_back(pan_hash)
     except Exception as exc:
-        log.warning("PIN try not released", error=type(exc).__name__)
+        log.warning("PIN try not given back", error=type(exc).__name__)
 
 
 async def _verify(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]

@@ -1,8 +1,8 @@
 """PIN tries are reserved on the card row before the HSM verifies them (issue 9 item 4).
 
-The statements of switch/security/cards.py on both backends: the reservation is one
-conditional UPDATE, so tries racing each other (threads here, requests in flight or
-other nodes on the wire) cannot together pass the limit.
+The statements of switch/security/tries.py and the ledger's release on both backends:
+a reservation is one conditional UPDATE, so tries racing each other (threads here,
+requests in flight or other nodes on the wire) cannot together pass the limit.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from sqlalchemy import Engine, create_engine, insert, select, update
 from switch.ledger import schema as s
 from switch.ledger.accounts import ensure_account
 from switch.ledger.database import migrate
-from switch.security.cards import reserve_try, settle_try
+from switch.ledger.payments import release_pin_tries
+from switch.security.tries import BUSY, RESERVE, UNDECIDED, WRONG, apply_asks
 
 CARD = "h" * 64
 LIMIT = 3
+NOW, HOLD = 1_000_000, 60
 
 
 @pytest.fixture
@@ -50,25 +52,43 @@ def _tries(engine: Engine) -> tuple[int, int]:
         return tuple(conn.execute(select(s.cards.c.pin_tries, s.cards.c.pin_pending)).one())  # type: ignore[return-value]
 
 
-def _set_tries(engine: Engine, tries: int, pending: int = 0) -> None:
+def _set_tries(engine: Engine, tries: int, pending: int = 0, until: int = NOW + HOLD) -> None:
     with engine.begin() as conn:
-        conn.execute(update(s.cards).values(pin_tries=tries, pin_pending=pending))
+        conn.execute(
+            update(s.cards).values(pin_tries=tries, pin_pending=pending, pin_pending_until=until)
+        )
 
 
-def _reserve(engine: Engine, pan_hash: str = CARD) -> bool:
+def _asks(engine: Engine, *asks: tuple[str, str], now: int = NOW) -> list:  # type: ignore[type-arg]
     with engine.begin() as conn:
-        return reserve_try(conn, pan_hash, LIMIT)
+        return apply_asks(conn, list(asks), LIMIT, now, HOLD)
 
 
-def _settle(engine: Engine, right: bool | None) -> int:
+def _reserve(engine: Engine, pan_hash: str = CARD, now: int = NOW) -> object:
+    return _asks(engine, (RESERVE, pan_hash), now=now)[0]
+
+
+def _wrong(engine: Engine) -> int:
+    return _asks(engine, (WRONG, CARD))[0]
+
+
+def _right(engine: Engine) -> None:
+    """What the ledger batch recording a right PIN's payment does to the card."""
     with engine.begin() as conn:
-        return settle_try(conn, CARD, right)
+        release_pin_tries(conn, {"WALLET:1": 1})
 
 
 def test_reservations_count_tries_in_flight_up_to_the_limit(engine: Engine) -> None:
-    assert [_reserve(engine) for _ in range(5)] == [True, True, True, False, False]
+    """Beyond the limit a card with no wrong try is busy (ask again), not blocked."""
+    assert [_reserve(engine) for _ in range(5)] == [True, True, True, BUSY, BUSY]
     assert _tries(engine) == (0, LIMIT)
-    assert not _reserve(engine, "x" * 64)  # no such card: nothing to reserve
+    assert _reserve(engine, "x" * 64) is False  # no such card: nothing to reserve
+
+
+def test_one_batch_reserves_round_by_round(engine: Engine) -> None:
+    """Five asks for one card in one transaction: three tries, then busy."""
+    assert _asks(engine, *[(RESERVE, CARD)] * 5) == [True, True, True, BUSY, BUSY]
+    assert _tries(engine) == (0, LIMIT)
 
 
 def test_racing_reservations_never_pass_the_limit(engine: Engine) -> None:
@@ -81,42 +101,64 @@ def test_racing_reservations_never_pass_the_limit(engine: Engine) -> None:
 
 def test_wrong_tries_are_counted_and_then_block(engine: Engine) -> None:
     for expected in (1, 2, 3):
-        assert _reserve(engine)
-        assert _settle(engine, False) == expected
-    assert not _reserve(engine)
+        assert _reserve(engine) is True
+        assert _wrong(engine) == expected
+    assert _reserve(engine) is False
+    assert _tries(engine) == (LIMIT, 0)
+
+
+def test_wrong_tries_settled_together_count_one_by_one(engine: Engine) -> None:
+    """Three wrong PINs decided in one transaction: each answer sees its own count (55,
+    55, 75), and reservations asked with them find the card blocked."""
+    assert _asks(engine, *[(RESERVE, CARD)] * 3) == [True] * 3
+    assert _asks(engine, *[(WRONG, CARD)] * 3, (RESERVE, CARD)) == [1, 2, 3, False]
     assert _tries(engine) == (LIMIT, 0)
 
 
 def test_a_wrong_try_counted_and_two_in_flight_leave_no_try(engine: Engine) -> None:
     _set_tries(engine, 1, 2)
-    assert not _reserve(engine)
+    assert _reserve(engine) == BUSY
+    _set_tries(engine, LIMIT, 0)
+    assert _reserve(engine) is False
 
 
 def test_an_undecided_try_is_given_back_and_counts_nothing(engine: Engine) -> None:
     _set_tries(engine, 1)
-    assert _reserve(engine)
-    assert _settle(engine, None) == 1
+    assert _reserve(engine) is True
+    assert _asks(engine, (UNDECIDED, CARD)) == [None]
     assert _tries(engine) == (1, 0)
     _set_tries(engine, 0, 0)  # an operator reset the card meanwhile: never below 0
-    assert _settle(engine, None) == 0
+    assert _asks(engine, (UNDECIDED, CARD)) == [None]
     assert _tries(engine) == (0, 0)
 
 
 def test_a_right_pin_resets_the_wrong_tries(engine: Engine) -> None:
     _set_tries(engine, 2)
-    assert _reserve(engine)
-    assert _settle(engine, True) == 0
+    assert _reserve(engine) is True
+    _right(engine)
     assert _tries(engine) == (0, 0)
 
 
 def test_a_right_pin_does_not_wipe_tries_still_in_flight(engine: Engine) -> None:
     """A right PIN and two guesses verified beside it: the right PIN resets only the
     counted tries; the two guesses, wrong, still count when they are decided."""
-    assert all(_reserve(engine) for _ in range(3))
-    assert _settle(engine, True) == 0
+    assert _asks(engine, *[(RESERVE, CARD)] * 3) == [True] * 3
+    _right(engine)
     assert _tries(engine) == (0, 2)
-    assert _reserve(engine)  # one try left beside the two in flight
-    assert not _reserve(engine)
-    assert [_settle(engine, False) for _ in range(3)] == [1, 2, 3]
+    assert _reserve(engine) is True  # one try left beside the two in flight
+    assert _reserve(engine) == BUSY
+    assert _asks(engine, *[(WRONG, CARD)] * 3) == [1, 2, 3]
     assert _tries(engine) == (LIMIT, 0)
-    assert not _reserve(engine)
+    assert _reserve(engine) is False
+
+
+def test_reservations_left_behind_run_out_after_the_hold(engine: Engine) -> None:
+    """A node died with every try of the card in flight: busy until the hold after the
+    last reservation runs out, then the tries in flight count from zero again; wrong
+    tries never run out."""
+    _set_tries(engine, 1, 2, until=NOW + HOLD)
+    assert _reserve(engine, now=NOW + HOLD - 1) == BUSY
+    assert _reserve(engine, now=NOW + HOLD) is True
+    assert _tries(engine) == (1, 1)
+    _set_tries(engine, LIMIT, 0, until=0)
+    assert _reserve(engine, now=NOW + 10 * HOLD) is False

@@ -8,7 +8,6 @@ Test-only demo values (README): card 9990001000000001, PIN 1234, ATM00001's TPK.
 
 from __future__ import annotations
 
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,8 @@ from hsm_sim.crypto.pinblock import make_iso0
 from switch.ledger import schema as s
 from tests import client as c
 from tests.client import IsoClient
-from tests.conftest import BACKENDS, postgres_schema_url
+from tests.conftest import BACKENDS, backend_url
+from tests.e2e.e2e_support import two_nodes
 from tests.security.test_security_hsm_tcp_e2e import simulator
 from tests.switch_process import SwitchProcess
 
@@ -30,16 +30,9 @@ PAN = "9990001000000001"
 LIMIT = 3  # [issuer] pin_tries by default
 
 
-def _urls(backend: str, home: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{home / 'ledger.db'}"
-    else:
-        yield from postgres_schema_url()
-
-
 @pytest.fixture(params=BACKENDS)
 def switch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SwitchProcess]:
-    for url in _urls(request.param, tmp_path):
+    for url in backend_url(request.param, tmp_path):
         with SwitchProcess.start(tmp_path, url) as proc:
             yield proc
 
@@ -117,28 +110,51 @@ def test_a_card_blocked_in_the_database_is_blocked_at_once_despite_the_cache(
 def test_two_nodes_share_one_count(backend: str, tmp_path: Path) -> None:
     """Eleven wrong PINs spread over two nodes on one database, pipelined on both at once:
     three verifications between them, the card is blocked on both, no money moves."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    for url in _urls(backend, tmp_path):
-        with SwitchProcess.start(tmp_path / "a", url) as a:
-            shutil.copy(tmp_path / "a" / "hash.key", tmp_path / "b" / "hash.key")
-            with SwitchProcess.start(tmp_path / "b", url) as b:
-                on_a, on_b = a.client("atm"), b.client("atm")
-                with on_a, on_b:
-                    c.sign_on(on_a)
-                    c.sign_on(on_b)
-                    to_a = [_pin_payment("0000") for _ in range(6)]
-                    to_b = [_pin_payment("0000") for _ in range(5)]
-                    for request in to_a:
-                        on_a.send(request)
-                    for request in to_b:
-                        on_b.send(request)
-                    codes = [on_a.recv()["39"] for _ in to_a] + [on_b.recv()["39"] for _ in to_b]
-                    expected = ["55"] * (LIMIT - 1) + ["75"] * (len(codes) - LIMIT + 1)
-                    assert sorted(codes) == expected, codes
-                    assert on_a.call(_pin_payment("1234"))["39"] == "75"
-                    assert on_b.call(_pin_payment("1234"))["39"] == "75"
-                assert _tries_and_money(url) == (LIMIT, 1_000_000, 0)
+    with two_nodes(tmp_path, backend) as (a, b, _):
+        with a.client("atm") as on_a, b.client("atm") as on_b:
+            to_a = [_pin_payment("0000") for _ in range(6)]
+            to_b = [_pin_payment("0000") for _ in range(5)]
+            for request in to_a:
+                on_a.send(request)
+            for request in to_b:
+                on_b.send(request)
+            codes = [on_a.recv()["39"] for _ in to_a] + [on_b.recv()["39"] for _ in to_b]
+            expected = ["55"] * (LIMIT - 1) + ["75"] * (len(codes) - LIMIT + 1)
+            assert sorted(codes) == expected, codes
+            assert on_a.call(_pin_payment("1234"))["39"] == "75"
+            assert on_b.call(_pin_payment("1234"))["39"] == "75"
+        assert _tries_and_money(a.db_url) == (LIMIT, 1_000_000, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_nodes_pipelined_wrong_pins_then_the_right_one(backend: str, tmp_path: Path) -> None:
+    """The issue's probe on each of two nodes at once: the right PINs are 75 on both."""
+    with two_nodes(tmp_path, backend) as (a, b, _):
+        with a.client("atm") as on_a, b.client("atm") as on_b:
+            requests = {
+                conn: [_pin_payment("0000") for _ in range(11)] + [_pin_payment("1234")]
+                for conn in (on_a, on_b)
+            }
+            for conn, sent in requests.items():
+                for request in sent:
+                    conn.send(request)
+            codes = {conn: [conn.recv() for _ in sent] for conn, sent in requests.items()}
+            for conn, sent in requests.items():
+                by_stan = {answer["11"]: answer["39"] for answer in codes[conn]}
+                assert by_stan[sent[-1]["11"]] == "75"
+            every = [x["39"] for answers in codes.values() for x in answers]
+            assert every.count("55") == LIMIT - 1 and "00" not in every, every
+        assert _tries_and_money(a.db_url) == (LIMIT, 1_000_000, 0)
+
+
+def test_right_pins_beyond_the_limit_in_flight_all_pay(switch: SwitchProcess) -> None:
+    """Ten right PINs of one card pipelined: at most three are verified at a time (the
+    tries the card has), the others wait for a try to come back, and all are paid."""
+    with switch.client("atm") as conn:
+        c.sign_on(conn)
+        codes = _pipelined(conn, [_pin_payment("1234", 100) for _ in range(10)])
+    assert codes == ["00"] * 10
+    assert _tries_and_money(switch.db_url) == (0, 1_000_000 - 1000, 10)
 
 
 def test_an_hsm_failure_during_verification_counts_no_try(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 A try is reserved on the card row before the HSM verifies it, so tries in flight on
 every node count against the limit; kept apart from pin_tries so that a right PIN
-resets the wrong tries without wiping a try still being verified.
+resets the wrong tries without wiping a try still being verified. pin_pending_until:
+reservations a crashed node left behind count no more after it (unix seconds).
 
 Revision ID: 0008
 Revises: 0007
@@ -29,8 +30,18 @@ def upgrade() -> None:
                 comment="PIN tries reserved, their verification not yet decided",
             )
         )
+        batch.add_column(
+            sa.Column(
+                "pin_pending_until",
+                sa.BigInteger(),
+                nullable=False,
+                server_default="0",
+                comment="unix time after which the reserved tries are taken as lost (a crash)",
+            )
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("cards") as batch:
+        batch.drop_column("pin_pending_until")
         batch.drop_column("pin_pending")
