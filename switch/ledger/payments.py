@@ -74,10 +74,7 @@ class PaymentOrder(BatchOrder):
     rrn: str | None = None
     masked_pan: str | None = None
     pan_hash: str | None = None
-    # An on-us card's wallet account pays instead of the acquirer. Its card has a PIN try
-    # reserved for this payment (switch/security/tries.py), which the batch recording it
-    # releases whatever it decides, resetting the card's wrong tries: the PIN was right.
-    wallet: str | None = None
+    wallet: str | None = None  # an on-us card's wallet account pays instead of the acquirer
 
     @property
     def account_key(self) -> AccountKey:
@@ -98,9 +95,7 @@ class PaymentOrder(BatchOrder):
         funds = _wallet_funds(conn, {p.wallet for p in payments if p.wallet})
         decisions = [_decide(p, known, debts, funds) for p in payments]
         approved = [(p, d) for p, d in zip(payments, decisions, strict=True) if d.code == "00"]
-        tries = pin_tries_released(payments)
-        _write(conn, approved, now, tries)
-        release_pin_tries(conn, {w: n for w, n in tries.items() if w not in _spent(approved)})
+        _write(conn, approved, now)
         return decisions
 
 
@@ -202,12 +197,7 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
     return Outcome("00", facts, claim=PAID)
 
 
-def _write(
-    conn: Connection,
-    approved: list[tuple[PaymentOrder, Outcome]],
-    now: datetime,
-    tries: dict[str, int],
-) -> None:
+def _write(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime) -> None:
     if not approved:
         return
     ids = next_ids(conn, s.payments, len(approved))
@@ -215,7 +205,7 @@ def _write(
         outcome.facts["payment_id"] = payment_id
     _insert_payments(conn, approved, now)
     _reduce_debts(conn, approved)
-    spend_wallets(conn, _spent(approved), -1, tries)
+    spend_wallets(conn, _spent(approved), -1)
     post_all(conn, [x for p, o in approved for x in _postings(conn, p, o)], now)
 
 
@@ -227,43 +217,10 @@ def _spent(approved: list[tuple[PaymentOrder, Outcome]]) -> dict[str, int]:
     return spent
 
 
-def spend_wallets(
-    conn: Connection, amounts: dict[str, int], sign: int, tries: dict[str, int] | None = None
-) -> None:
-    """Move wallets' funds by ``sign * amount`` (one statement for the batch), releasing
-    ``tries[wallet]`` PIN tries of each in the same statement (see ``release_pin_tries``)."""
-    if tries is None:
-        plain = [(wallet, sign * amount) for wallet, amount in amounts.items()]
-        update_rows(conn, _c.funds, "funds + {new}", ("wallet_account",), plain)
-        return
-    rows = [(w, sign * amount, tries.get(w, 0), tries.get(w, 0)) for w, amount in amounts.items()]
-    update_rows(conn, _c.funds, "funds + {new}", ("wallet_account",), rows, _RELEASE)
-
-
-_c = s.cards.c
-# A right PIN's reserved try given back, and the card's wrong tries reset (pin_pending
-# never below 0: an operator's reset, or a hold run out, may have cleared it already).
-_RELEASE = (
-    (_c.pin_pending, "CASE WHEN pin_pending > {new} THEN pin_pending - {new} ELSE 0 END"),
-    (_c.pin_tries, "CASE WHEN {new} > 0 THEN 0 ELSE pin_tries END"),
-)
-
-
-def pin_tries_released(orders: Sequence[Order]) -> dict[str, int]:
-    """The PIN tries the payments of ``orders`` reserved, by wallet (every on-us one)."""
-    tries: dict[str, int] = {}
-    for o in orders:
-        if isinstance(o, PaymentOrder) and o.wallet:
-            tries[o.wallet] = tries.get(o.wallet, 0) + 1
-    return tries
-
-
-def release_pin_tries(conn: Connection, tries: dict[str, int]) -> None:
-    """Release PIN tries of payments recorded without paying (declined, a repeat): the PIN
-    was right all the same. The rows are locked already (``_wallet_funds``, or the
-    batch's own earlier statements), or few: these are rare."""
-    rows = [(w, n, n) for w, n in tries.items()]
-    update_rows(conn, *_RELEASE[0], ("wallet_account",), rows, _RELEASE[1:])
+def spend_wallets(conn: Connection, amounts: dict[str, int], sign: int) -> None:
+    """Move wallets' funds by ``sign * amount`` (one statement for the batch)."""
+    rows = [(wallet, sign * amount) for wallet, amount in amounts.items()]
+    update_rows(conn, s.cards.c.funds, "funds + {new}", ("wallet_account",), rows)
 
 
 _PAYMENTS = (

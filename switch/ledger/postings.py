@@ -30,13 +30,7 @@ from switch.ledger.orders import (
     RequestKey,
     key_clause,
 )
-from switch.ledger.payments import (
-    PaymentOrder,
-    allocate,
-    amount_rule_violation,
-    pin_tries_released,
-    release_pin_tries,
-)
+from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
 from switch.ledger.reversals import ReversalOrder, original_key, original_payments
 from switch.ledger.sql import bind, insert_rows
 
@@ -95,7 +89,6 @@ def record_batch(
         first.setdefault(order.key, i)
     new = [i for i, o in enumerate(orders) if o.key not in taken and first[o.key] == i]
     results: list[Recorded | None] = [None] * len(orders)
-    applied: set[int] = set()
     lock_in_order(conn, [orders[i] for i in new])
     at = bind(conn, s.requests.c.created_at)(now)
     known = identity.look_up(conn, [orders[i] for i in new]) if look_up else {}
@@ -104,7 +97,7 @@ def record_batch(
             rows = []
             claims: dict[identity.Identity, identity.Known] = {}
             for i, outcome in zip(
-                part, _settle_or_apply(conn, orders, part, now, known, applied), strict=True
+                part, _settle_or_apply(conn, orders, part, now, known), strict=True
             ):
                 response = orders[i].respond(outcome)
                 results[i] = Recorded(outcome.code, response)
@@ -116,11 +109,6 @@ def record_batch(
             if claims and not identity.insert(conn, claims, at):
                 raise ConcurrentRequest("a transaction of this batch was recorded elsewhere")
             known.update(claims)
-    # Payments answered without being applied (a repeat, an identity's answer) release
-    # their PIN tries too; applied ones did in their own statements (payments.py).
-    release_pin_tries(
-        conn, pin_tries_released([o for i, o in enumerate(orders) if i not in applied])
-    )
     return [
         res if res is not None else _earlier(conn, o)
         for res, o in zip(results, orders, strict=True)
@@ -133,14 +121,11 @@ def _settle_or_apply(
     part: list[int],
     now: datetime,
     known: dict[identity.Identity, identity.Known],
-    applied: set[int],
 ) -> list[Outcome]:
     """Orders whose transaction identity already holds something are answered from it
-    (identity.settle, nothing moves); the others are applied (their indices added to
-    ``applied``)."""
+    (identity.settle, nothing moves); the others are applied."""
     settled = {i: identity.settle(orders[i], known) for i in part}
     rest = [i for i in part if settled[i] is None]
-    applied.update(rest)
     applied = dict(zip(rest, _apply_stage(conn, orders, rest, now), strict=True)) if rest else {}
     return [settled[i] or applied[i] for i in part]
 

@@ -158,31 +158,26 @@ def update_rows(
     value: str,
     keys: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
-    more: Sequence[tuple[Column[Any], str]] = (),
 ) -> None:
-    """``UPDATE ... SET column = value`` for each row ``(*keys, new, *more_new)``; ``value``
-    names the row's ``new`` as ``{new}``, e.g. ``"funds + {new}"``, and each of ``more``
-    (a column and its value) its own. Keys must be unique; rows are applied in key order
-    (the order they get locked in)."""
+    """``UPDATE ... SET column = value`` for each row ``(*keys, new)``; ``value`` names the
+    row's ``new`` as ``{new}``, e.g. ``"funds + {new}"``. Keys must be unique; rows are
+    applied in key order (the order they get locked in)."""
     if not rows:
         return
     table = column.table
     rows = sorted(rows)
-    sets = [(column, value), *more]
     if is_postgres(conn):
-        names = [f"new_{i}" for i in range(len(sets))]
-        select = _json_rows((*(table.c[k] for k in keys), *(c for c, _ in sets)), (*keys, *names))
+        select = _json_rows((*(table.c[k] for k in keys), column), (*keys, "new_value"))
         match = " AND ".join(f"{table.name}.{k} = v.{k}" for k in keys)
-        assign = ", ".join(
-            f"{c.name} = {v.format(new=f'v.{n}')}" for (c, v), n in zip(sets, names, strict=True)
-        )
         conn.exec_driver_sql(
-            f"UPDATE {table.name} SET {assign} FROM ({select}) AS v WHERE {match}",
+            f"UPDATE {table.name} SET {column.name} = {value.format(new='v.new_value')}"
+            f" FROM ({select}) AS v WHERE {match}",
             (_JSON.encode(rows),),
         )
         return
     match = " AND ".join(f"{k} = ?{i}" for i, k in enumerate(keys, 1))
-    assign = ", ".join(
-        f"{c.name} = {v.format(new=f'?{len(keys) + i}')}" for i, (c, v) in enumerate(sets, 1)
+    new = f"?{len(keys) + 1}"
+    conn.exec_driver_sql(
+        f"UPDATE {table.name} SET {column.name} = {value.format(new=new)} WHERE {match}",
+        list(rows),
     )
-    conn.exec_driver_sql(f"UPDATE {table.name} SET {assign} WHERE {match}", list(rows))

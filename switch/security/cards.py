@@ -7,8 +7,8 @@ on the card row before the HSM sees it (switch/security/tries.py: wrong tries
 and those in flight on every node counted at once; none left is 75), so
 requests in flight cannot outrun the limit. A wrong PIN is counted (55, or 75
 for the one that reaches the limit); an undecided one (a block the HSM cannot
-read, an HSM failure) is given back; a right one is paid from the card's wallet
-account in the ledger, whose batch releases the try and resets the count.
+read, an HSM failure) is given back; a right one is released (the count reset)
+and paid from the card's wallet account in the ledger.
 A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
 switch lacks is its own malfunction (96, logged for the operator), not the
 terminal's security violation.
@@ -20,6 +20,7 @@ import time
 
 import structlog
 from sqlalchemy import Connection, select
+from twisted.python.failure import Failure
 
 from hsm_sim.interface import HsmError, PinBlock
 from switch.errors import (
@@ -124,7 +125,16 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         if await sv.pins.count_wrong(pan_hash) >= sv.pin_tries:
             raise PinTriesExceeded("PIN tries exceeded")
         raise IncorrectPin("PIN does not verify")
-    t.wallet = card.wallet_account  # the ledger batch paying from it releases the try
+    t.wallet = card.wallet_account
+    # Released with the next batch of tries, while the payment goes to the ledger; the
+    # pay step waits for it after the ledger answered (so an answer means released).
+    t.pin_released = sv.pins.count_right(pan_hash)
+    t.pin_released.addErrback(_not_released)
+
+
+def _not_released(failure: Failure) -> None:
+    """The right PIN's try stays reserved until its hold runs out: the safe side."""
+    log.warning("PIN try not released", error=failure.type.__name__)
 
 
 async def give_back_try(sv: Services, pan_hash: str) -> None:

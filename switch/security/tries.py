@@ -4,15 +4,16 @@ The card row is the one truth for every node. A try is reserved by one condition
 UPDATE (``pin_tries`` + the live ``pin_pending`` < limit), so requests in flight, on
 one connection or on several nodes, get at most the tries the card has left between
 them: a card blocked on one node is blocked on all at once. A wrong PIN moves its try
-from pending to ``pin_tries`` here, committed before its 55 or 75 leaves; a right
-PIN's try is released (and the wrong tries reset) by the ledger batch that records
-its payment, in that batch's commit (switch/ledger/payments.py); a try nobody decided
-(the HSM failed, the ledger refused the order) is given back here.
+from pending to ``pin_tries``, committed before its 55 or 75 leaves; a right PIN's
+try is released and the wrong tries reset, while its payment goes to the ledger (not
+held until the ledger commits, which would let a card have only ``limit`` payments
+in flight); a try nobody decided (the HSM failed) is given back.
 
 What the requests in flight ask goes to the database together, as the ledger writer's
 orders do: while one transaction is out, asks queue, and the next takes them all (the
-reservations of distinct cards in one statement). So a PIN payment costs one small
-transaction shared with the others in flight, not one of its own.
+reservations of distinct cards in one statement, the settlements a statement per
+card). So a PIN payment costs a share of two small transactions (its reservation, its
+release), never one of its own, and waits only for the first.
 
 A card whose tries left are all in flight (wrong tries and pending reach the limit,
 the wrong tries alone do not) is not blocked: the next request for it waits for a try
@@ -21,7 +22,7 @@ before its deadline.
 
 A node that dies (or a database that never answers) leaves its reservations on the
 row. They count until ``pin_pending_until`` (``hold`` seconds after the card's last
-reservation: longer than a verification and a ledger deadline together take), after
+reservation: longer than any try takes to be decided), after
 which the next reservation counts the tries in flight from zero again. `billswitch
 cards reset-tries` clears them at once.
 """
@@ -40,7 +41,7 @@ from twisted.python.failure import Failure
 from switch.errors import SystemFailure
 from switch.ledger.sql import is_postgres
 
-RESERVE, WRONG, UNDECIDED = "reserve", "wrong", "undecided"
+RESERVE, WRONG, RIGHT, UNDECIDED = "reserve", "wrong", "right", "undecided"
 BUSY = "busy"  # a reservation's result: every try left is in flight, ask again
 
 
@@ -58,7 +59,7 @@ _RESERVE = (
 _LOCKED = "(SELECT pan_hash FROM cards WHERE pan_hash IN :cards ORDER BY wallet_account FOR UPDATE)"
 _OPEN = "SELECT pan_hash FROM cards WHERE pan_hash IN :cards AND pin_tries < :limit"
 _SETTLE = (
-    "UPDATE cards SET pin_tries = pin_tries + :wrong,"
+    "UPDATE cards SET pin_tries = CASE WHEN :right > 0 THEN 0 ELSE pin_tries END + :wrong,"
     " pin_pending = CASE WHEN pin_pending > :settled THEN pin_pending - :settled ELSE 0 END"
     " WHERE pan_hash = :card RETURNING pin_tries"
 )
@@ -127,15 +128,17 @@ def _reserve(conn: Connection, cards: list[str], limit: int, now: int, hold: int
 
 
 def _settle(conn: Connection, asks: list[tuple[str, str]], results: list[Any], limit: int) -> None:
-    """Count the wrong tries and give back the undecided ones, a statement per card (rare:
-    a right PIN is settled by the ledger). Each wrong try's result is the count with it."""
+    """Count the wrong tries, release the right ones (resetting the count: wrong tries
+    settled with a right one count after it) and give back the undecided ones, a
+    statement per card. Each wrong try's result is the count with it."""
     by_card: dict[str, list[int]] = {}
     for i, (kind, card) in enumerate(asks):
         if kind != RESERVE:
             by_card.setdefault(card, []).append(i)
     for card, mine in sorted(by_card.items()):
         wrong = [i for i in mine if asks[i][0] == WRONG]
-        params = {"wrong": len(wrong), "settled": len(mine), "card": card}
+        right = sum(1 for i in mine if asks[i][0] == RIGHT)
+        params = {"wrong": len(wrong), "right": right, "settled": len(mine), "card": card}
         tries = conn.execute(text(_SETTLE), params).scalar()
         after = limit if tries is None else tries  # the card is gone: nothing more to try
         for n, i in enumerate(wrong):
@@ -187,14 +190,13 @@ class PinTries:
         """A reserved try was a wrong PIN: count it; the wrong tries with it counted."""
         return self._ask(_Ask(WRONG, card, Deferred()))
 
+    def count_right(self, card: str) -> Deferred[None]:
+        """A reserved try was the right PIN: release it and reset the wrong tries."""
+        return self._ask(_Ask(RIGHT, card, Deferred()))
+
     def give_back(self, card: str) -> Deferred[None]:
         """A reserved try was not decided (no verification, no payment recorded)."""
         return self._ask(_Ask(UNDECIDED, card, Deferred()))
-
-    def came_back(self) -> None:
-        """A try came back (a payment of this node recorded): ask again for the waiting."""
-        if self._waiting and not self._out:
-            self._flush()
 
     def _ask(self, ask: _Ask) -> Deferred[Any]:
         self._queue.append(ask)

@@ -7,7 +7,6 @@ from iso.bill_data import build_bill_data
 from switch.cardholder import mask_pan
 from switch.errors import InvalidAmount
 from switch.ledger.postings import Outcome, PaymentOrder, RequestKey
-from switch.security.cards import give_back_try
 from switch.services import Services
 from switch.steps.checks import amount_of
 from switch.transaction import Transaction
@@ -58,16 +57,9 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
 
 
 async def pay(t: Transaction, sv: Services) -> dict[str, str]:
-    """Record the payment. An on-us card's reserved PIN try (``t.wallet``) is released by
-    the batch that records it; if none does (91, 96: nothing recorded), it is given back."""
-    try:
-        recorded = await sv.writer.submit(_order(t, sv, advice=False), t.received_at)
-    except Exception:
-        if t.wallet and t.pan_hash:
-            await give_back_try(sv, t.pan_hash)
-        raise
-    if t.wallet:
-        sv.pins.came_back()
+    recorded = await sv.writer.submit(_order(t, sv, advice=False), t.received_at)
+    if t.pin_released is not None:  # released meanwhile, as a rule (cards.py)
+        await t.pin_released
     return recorded.response
 
 

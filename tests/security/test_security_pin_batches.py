@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from switch.errors import SystemFailure
-from switch.security.tries import BUSY, RESERVE, WRONG, PinTries
+from switch.security.tries import BUSY, RESERVE, RIGHT, WRONG, PinTries
 
 
 class HeldRuns:
@@ -59,11 +59,11 @@ def test_a_busy_card_is_asked_again_until_a_try_comes_back() -> None:
     assert answer == [] and len(runs.calls) == 1
     clock.advance(0.005)  # nothing else came: asked again after the wait
     assert runs.calls[1][0] == [(RESERVE, "a")]
+    release = _results(tries.count_right("a"))  # another request's right PIN, meanwhile
     runs.calls[1][1].callback([BUSY])
-    tries.came_back()  # a payment of this node was recorded: at once
-    assert runs.calls[2][0] == [(RESERVE, "a")]
-    runs.calls[2][1].callback([True])
-    assert answer == [True]
+    assert runs.calls[2][0] == [(RESERVE, "a"), (RIGHT, "a")]  # at once, with it
+    runs.calls[2][1].callback([True, None])
+    assert answer == [True] and release == [None]
 
 
 def test_a_busy_card_past_the_deadline_is_96() -> None:

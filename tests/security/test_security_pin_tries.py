@@ -1,6 +1,6 @@
 """PIN tries are reserved on the card row before the HSM verifies them (issue 9 item 4).
 
-The statements of switch/security/tries.py and the ledger's release on both backends:
+The statements of switch/security/tries.py on both backends:
 a reservation is one conditional UPDATE, so tries racing each other (threads here,
 requests in flight or other nodes on the wire) cannot together pass the limit.
 """
@@ -16,8 +16,7 @@ from sqlalchemy import Engine, create_engine, insert, select, update
 from switch.ledger import schema as s
 from switch.ledger.accounts import ensure_account
 from switch.ledger.database import migrate
-from switch.ledger.payments import release_pin_tries
-from switch.security.tries import BUSY, RESERVE, UNDECIDED, WRONG, apply_asks
+from switch.security.tries import BUSY, RESERVE, RIGHT, UNDECIDED, WRONG, apply_asks
 
 CARD = "h" * 64
 LIMIT = 3
@@ -73,9 +72,7 @@ def _wrong(engine: Engine) -> int:
 
 
 def _right(engine: Engine) -> None:
-    """What the ledger batch recording a right PIN's payment does to the card."""
-    with engine.begin() as conn:
-        release_pin_tries(conn, {"WALLET:1": 1})
+    assert _asks(engine, (RIGHT, CARD)) == [None]
 
 
 def test_reservations_count_tries_in_flight_up_to_the_limit(engine: Engine) -> None:
@@ -113,6 +110,12 @@ def test_wrong_tries_settled_together_count_one_by_one(engine: Engine) -> None:
     assert _asks(engine, *[(RESERVE, CARD)] * 3) == [True] * 3
     assert _asks(engine, *[(WRONG, CARD)] * 3, (RESERVE, CARD)) == [1, 2, 3, False]
     assert _tries(engine) == (LIMIT, 0)
+
+
+def test_wrong_tries_settled_with_a_right_one_count_after_it(engine: Engine) -> None:
+    _set_tries(engine, 2, 3)
+    assert _asks(engine, (WRONG, CARD), (RIGHT, CARD), (WRONG, CARD)) == [1, None, 2]
+    assert _tries(engine) == (2, 0)
 
 
 def test_a_wrong_try_counted_and_two_in_flight_leave_no_try(engine: Engine) -> None:
