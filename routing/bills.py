@@ -10,3 +10,4 @@ class Bill:
     name: str
     amount_due: int
     debts: tuple[tuple[str, int], ...]  # (period, open amount), oldest first
+    invoice: str | None = None  # the biller's invoice number, passed back with the payment

@@ -10,15 +10,31 @@ from typing import Protocol
 
 from twisted.internet.defer import Deferred
 
+from routing.billers import Accepted, PaymentRequest, PaymentStatus
 from routing.bills import Bill
 
 
 class BillerAdapter(Protocol):
+    """One biller connection kind.
+
+    ``remote`` adapters (online billers) take the payment themselves: the switch
+    records its intent, calls ``pay`` and only then posts to the ledger. For the
+    others the ledger is where the payment happens and ``pay`` is never called.
+    Failures are ``routing.billers.BillerError`` subclasses.
+    """
+
     kind: str
+    remote: bool
 
     def fetch_bill(
         self, biller_code: str, account: str, period: str | None
     ) -> Deferred[Bill | None]: ...
+
+    def pay(self, biller_code: str, payment: PaymentRequest) -> Deferred[Accepted]: ...
+
+    def reverse(self, biller_code: str, payment_id: str) -> Deferred[None]: ...
+
+    def status(self, biller_code: str, payment_id: str) -> Deferred[PaymentStatus | None]: ...
 
 
 class NoAdapter(LookupError):

@@ -2,10 +2,11 @@
 
 ``SwitchApp.prepare`` runs before the reactor (the HSM and its LMK checked,
 schema, demo data if asked, caches);
-``start`` listens; ``stop`` (a reactor "before shutdown" trigger) stops
-listening and taking requests, answers every request in flight (the writer
-commits what is queued, the HSM MACs the answers), closes the connections
-(within ``stop_timeout``), then stops the writer, so Ctrl-C never leaves a
+``start`` listens and starts the outbox's delivery loop; ``stop`` (a reactor
+"before shutdown" trigger) stops the loop claiming, stops listening and taking
+requests, answers every request in flight (the writer commits what is queued,
+the HSM MACs the answers), closes the connections and lets deliveries under
+way end (within ``stop_timeout``), then stops the writer, so Ctrl-C never leaves a
 half-written transaction nor a committed one unanswered.
 """
 
@@ -23,12 +24,13 @@ from twisted.internet.threads import deferToThread
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
 from routing.adapters.held import HeldDebtsAdapter
-from routing.routes import Router
+from routing.routes import BillerAdapter, Router
 from switch import demo, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import Settings
 from switch.custody import Custody, CustodyError, open_custody
+from switch.delivery import DeliveryLoop
 from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
@@ -189,6 +191,17 @@ class SwitchApp:
             pin_tries=s.issuer.pin_tries,
         )
         self.pipeline = Pipeline(self.services)
+        self.delivery = DeliveryLoop(
+            self.reads.transaction, self.adapter_for, s.outbox, self.reactor
+        )
+
+    def adapter_for(self, biller_code: str) -> BillerAdapter:
+        """The adapter serving ``biller_code`` now (the outbox's deliveries); a biller not
+        (yet) in the reference data raises, and its rows are tried again later."""
+        biller = self._reference.biller(biller_code)
+        if biller is None:
+            raise LookupError(f"biller {biller_code} is not in the reference data")
+        return self.services.router.adapter(biller.kind)
 
     def start(self) -> None:
         self.writer.start()
@@ -203,6 +216,7 @@ class SwitchApp:
         self._purge = LoopingCall(self.purge_expired)
         self._purge.clock = self.reactor
         self._purge.start(self.settings.ledger.purge_every, now=True)
+        self.delivery.start()
         for cs in self.settings.channels:
             if cs.enabled:
                 channel = Channel(self.reactor, cs, self.pipeline)
@@ -215,6 +229,8 @@ class SwitchApp:
         reactor runs: every port and thread is released, so the process can exit."""
         for channel in self.channels:
             channel.stop_listening()
+        if hasattr(self, "delivery"):
+            self.delivery.stop(0)  # nothing claimed yet: only its timers
         for part in ("writer", "reads"):
             if hasattr(self, part):
                 getattr(self, part).stop()
@@ -323,11 +339,15 @@ class SwitchApp:
                 loop.stop()
         if self._cutover_call.active():
             self._cutover_call.cancel()
+        timeout = self.settings.stop_timeout
+        # No more outbox claims; deliveries under way end meanwhile (or, past the timeout,
+        # are delivered again after their lease by whichever node claims them).
+        delivered = self.delivery.stop(timeout)
         yield DeferredList([c.stop_listening() for c in self.channels])
         # Answer every request in flight (its commit, then its MAC from the HSM) before
         # closing; only then is the writer stopped (nothing is left to queue).
-        timeout = self.settings.stop_timeout
         yield DeferredList([c.drain(timeout) for c in self.channels])
+        yield delivered
         yield deferToThread(self.writer.stop)
         self.reads.stop()
         self.engine.dispose()

@@ -1,4 +1,4 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, lmk, hsm-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, lmk, hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser(
         "hsm-sim", help="the payShield-protocol HSM simulator (see: --help)", add_help=False
+    )
+    sub.add_parser(
+        "biller-sim", help="the reference online biller server (see: --help)", add_help=False
     )
     _with_actions(keys_cli.add_arguments(sub))
     _with_actions(cards_cli.add_arguments(sub))
@@ -452,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         from hsm_sim.__main__ import main as hsm_sim_main
 
         return hsm_sim_main(argv[1:], prog=f"{PROG} hsm-sim")
+    if argv[:1] == ["biller-sim"]:
+        from routing.biller_sim.__main__ import main as biller_sim_main
+
+        return biller_sim_main(argv[1:], prog=f"{PROG} biller-sim")
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -52,6 +52,18 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True)
+class OutboxSettings:
+    """The delivery loop of advices and reversals to online billers (switch/delivery.py)."""
+
+    poll: float = 1.0  # seconds between looks for due rows (at once again after a full batch)
+    batch: int = 20  # rows claimed per look
+    backoff_base: float = 2.0  # seconds before the second attempt; doubles per attempt
+    backoff_cap: float = 600.0  # seconds: the longest wait between two attempts
+    lease: float = 60.0  # seconds a node owns a claimed row; then another node may take it
+    max_in_flight: int = 4  # deliveries at once per biller on one node
+
+
+@dataclass(frozen=True)
 class HsmSettings:
     url: str = "software"  # the in-process HSM, or tcp://host:1500 (simulator or payShield)
     header_length: int = 4
@@ -93,6 +105,7 @@ class Settings:
     hsm: HsmSettings = field(default_factory=HsmSettings)
     database: Timeouts = field(default_factory=Timeouts)  # [database]: bounds on waiting
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
     channels: tuple[ChannelSettings, ...] = (
         ChannelSettings("atm", "ATM", 8583, mac="x919"),
         ChannelSettings("pos", "POS", 8584, mac="x919"),
@@ -176,6 +189,7 @@ _SECTIONS: dict[str, type] = {
     "hsm": HsmSettings,
     "issuer": IssuerSettings,
     "database": Timeouts,
+    "outbox": OutboxSettings,
 }
 
 

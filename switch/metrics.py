@@ -30,3 +30,18 @@ COMMITS_FOUND_OUT = Counter(
     "Failed COMMITs found out from the stored request rows, by what was found",
     ["landed"],
 )
+OUTBOX_ROWS = Gauge(
+    "billswitch_outbox_rows",
+    "Outbox rows not yet delivered to their online biller, by biller and state (pending, parked)",
+    ["biller", "state"],
+)
+OUTBOX_OLDEST = Gauge(
+    "billswitch_outbox_oldest_pending_seconds",
+    "Age of the oldest pending outbox row, by biller",
+    ["biller"],
+)
+OUTBOX_DELIVERIES = Counter(
+    "billswitch_outbox_deliveries_total",
+    "Delivery attempts of outbox rows, by biller and outcome (done, retry, parked)",
+    ["biller", "outcome"],
+)

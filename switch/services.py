@@ -31,7 +31,7 @@ class Services:
     hsm: Hsm
     keys: Callable[[], KeyRing]
     set_keys: Callable[[KeyRing], None]
-    pins: PinTries  # PIN tries reserved on the card rows, batched
+    pins: PinTries  # PIN tries reserved in the pin_tries table, batched
     key_grace: float = 300.0
     issuer_bins: tuple[str, ...] = ()
     pin_tries: int = 3

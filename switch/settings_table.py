@@ -231,6 +231,31 @@ RULES: dict[str, Rule] = {
     ),
     "issuer.bins": Rule("BINs of the network's own wallet cards", "list of digit strings", _bins),
     "issuer.pin_tries": Rule("wrong PINs before a card gets 75", "1-20", between(1, 20)),
+    "outbox.poll": Rule(
+        f"{SECONDS} between looks for advices and reversals due to online billers",
+        "0-3600, more than 0",
+        between(0, 3600, above=True),
+    ),
+    "outbox.batch": Rule("outbox rows claimed per look", "1-1000", between(1, 1000)),
+    "outbox.backoff_base": Rule(
+        f"{SECONDS} before a failed delivery's second attempt (doubling, with jitter)",
+        "0-3600, more than 0",
+        between(0, 3600, above=True),
+    ),
+    "outbox.backoff_cap": Rule(
+        f"{SECONDS}: the longest wait between two attempts of a delivery",
+        "0-86400, more than 0",
+        between(0, 86400, above=True),
+    ),
+    "outbox.lease": Rule(
+        f"{SECONDS} a node owns a claimed delivery; after it another node may deliver it"
+        " (keep it above the billers' call timeouts)",
+        "1-3600",
+        between(1, 3600),
+    ),
+    "outbox.max_in_flight": Rule(
+        "deliveries at once to one biller from one node", "1-1000", between(1, 1000)
+    ),
     "channels.*.kind": Rule(
         "which terminals may use the channel", "ATM, POS, HOST", one_of("ATM", "POS", "HOST")
     ),  # fmt: skip

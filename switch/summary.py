@@ -2,9 +2,9 @@
 
 Version, database (a path, or the URL without its password), HSM and the LMK
 it holds (by check value), each channel (host:port, framing, TPDU, MAC, TLS),
-the metrics address and the admin API's. Test material in use is warned of
-on lines of its own (the test LMK by custody, demo material by the database
-preparation), so a log search for "warning" finds each one.
+the metrics address and the admin API's, the outbox's delivery pace. Test
+material in use is warned of on lines of its own (the test LMK by custody,
+demo material by the database preparation), so a log search for "warning" finds each one.
 """
 
 from __future__ import annotations
@@ -31,5 +31,7 @@ def summary(settings: Settings, ports: dict[str, int], lmk: str, version: str) -
         "channels": channels,
         "metrics": metrics,
         "admin": "not built yet",
+        "outbox": f"poll {settings.outbox.poll:g}s lease {settings.outbox.lease:g}s"
+        f" backoff {settings.outbox.backoff_base:g}-{settings.outbox.backoff_cap:g}s",
         "workers": settings.workers,
     }

@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 
+from routing.adapters.local import LocalAdapter
 from routing.bills import Bill
 
 BillLookup = Callable[[str, str, str | None], Deferred[Bill | None]]
 
 
-class HeldDebtsAdapter:
+class HeldDebtsAdapter(LocalAdapter):
     kind = "held"
 
     def __init__(self, lookup: BillLookup) -> None:

@@ -5,9 +5,10 @@ received: a payment received at 22:59:59 whose batch commits after the cut-over 
 closed the day belongs to the next one, so a day's totals never change after a 0500
 read them. The ``business_days`` row of a day is the lock both sides agree on:
 
-- every batch's first statement picks the first open day at or after its own clock's
-  day and holds a key-share lock on that row until it commits (PostgreSQL; SQLite's
-  writer holds the database lock anyway), one statement per batch;
+- every batch picks the first open day at or after its own clock's day and holds a
+  key-share lock on that row until it commits (PostgreSQL; SQLite's writer holds the
+  database lock anyway), before it writes anything; on PostgreSQL in the statement
+  that locks its debts (``locks.lock_in_order``), else with ``open_day``;
 - closing a day (the cut-over roll-over, or a 0500 for a past day still open) locks
   the row ``FOR UPDATE``, so it waits for the batches writing into the day to commit,
   and every later batch finds the day closed and writes into the next.

@@ -7,7 +7,7 @@ that moved money or was reversed first:
 - an approved 0200 or 0220 writes ``PAID`` with its payment;
 - a reversal of an original never seen writes ``REVERSED_FIRST`` (a tombstone).
 
-Rows go in with the batch's request rows, one statement per stage. The primary
+Rows go in with the stage's request rows, in the same statement (``sql.Writes``). The primary
 key decides every race, across nodes too: whoever commits second finds the row
 taken, its batch fails (``ConcurrentRequest``) and is retried with a look-up, which
 then sees the other's row. Rows written by earlier stages of the same batch are
@@ -38,7 +38,7 @@ from switch.ledger import schema as s
 from switch.ledger.orders import PAID, REVERSED_FIRST, Order, Outcome, RequestKey
 from switch.ledger.payments import PaymentOrder
 from switch.ledger.reversals import ReversalOrder
-from switch.ledger.sql import insert_rows
+from switch.ledger.sql import Writes
 
 Identity = tuple[str, str, str, str]  # acquirer, terminal, STAN, DE 7 (reversals.original_key)
 
@@ -158,8 +158,9 @@ _COLUMNS = (
 )
 
 
-def insert(conn: Connection, claims: dict[Identity, Known], at: Any) -> bool:
-    """Write the claims (one statement); False if another transaction holds one of them.
+def insert(writes: Writes, claims: dict[Identity, Known], at: Any) -> None:
+    """Write the claims (one insert, sent with the stage's request rows and counted:
+    fewer rows than claims means another transaction holds one of them).
 
     Rows go in key order, so two batches claiming the same identities wait for each
     other in one order rather than in a cycle."""
@@ -167,5 +168,4 @@ def insert(conn: Connection, claims: dict[Identity, Known], at: Any) -> bool:
         (stan, transmitted, acquirer, terminal, k.state, k.payment_id, at)
         for (acquirer, terminal, stan, transmitted), k in claims.items()
     )
-    tail = " ON CONFLICT DO NOTHING"
-    return insert_rows(conn, s.transactions, _COLUMNS, rows, tail) == len(rows)
+    writes.insert(s.transactions, _COLUMNS, rows, " ON CONFLICT DO NOTHING", counted=True)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from switch.ledger import schema as s
 from switch.ledger.accounts import ensure_used
-from switch.ledger.sql import bind, insert_rows, next_ids
+from switch.ledger.sql import Writes, bind, next_ids
 
 
 @dataclass(frozen=True)
@@ -45,21 +45,33 @@ _JOURNAL = (
 _ENTRIES = ("journal_id", "account_code", "amount")
 
 
-def post_all(conn: Connection, postings: Sequence[Posting], now: datetime) -> None:
+def post_all(
+    conn: Connection,
+    postings: Sequence[Posting],
+    now: datetime,
+    writes: Writes | None = None,
+    ids: Sequence[int] | None = None,
+) -> None:
     """Write the journal rows and their entries: two inserts for any number of postings
-    (the journal ids are taken first, so the entries need no RETURNING)."""
+    (the journal ids are taken first, so the entries need no RETURNING). With ``writes``
+    they join the stage's other writes (sent with them), and ``ids`` may be drawn
+    already (``sql.next_ids_of``, one statement with the payments' ids)."""
     if not postings:
         return
     ensure_used(conn, {code for p in postings for code, _ in p.legs})
-    ids = next_ids(conn, s.journal, len(postings))
+    if ids is None:
+        ids = next_ids(conn, s.journal, len(postings))
     day = bind(conn, s.journal.c.business_day)
     at = bind(conn, s.journal.c.created_at)(now)
     journal = [
         (jid, p.kind, p.payment_id, p.acquirer_id, p.movement, p.currency, day(p.day), at)
         for jid, p in zip(ids, postings, strict=True)
     ]
-    insert_rows(conn, s.journal, _JOURNAL, journal)
     entries = [
         (jid, code, amount) for jid, p in zip(ids, postings, strict=True) for code, amount in p.legs
     ]
-    insert_rows(conn, s.entries, _ENTRIES, entries)
+    out = writes if writes is not None else Writes(conn)
+    out.insert(s.journal, _JOURNAL, journal)
+    out.insert(s.entries, _ENTRIES, entries)
+    if writes is None:
+        out.run()

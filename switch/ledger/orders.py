@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, and_
 
 from switch.ledger import schema as s
+from switch.ledger.sql import Writes
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class Order(ABC):
     business_day: date
 
     @abstractmethod
-    def apply(self, conn: Connection, now: datetime) -> Outcome:
-        """Check and write this order's effect; decline before writing anything."""
+    def apply(self, conn: Connection, now: datetime, writes: Writes) -> Outcome:
+        """Check this order and put its effect into ``writes`` (sent with its request row);
+        decline before writing anything."""
 
 
 class BatchOrder(Order):
@@ -73,11 +75,11 @@ class BatchOrder(Order):
     @classmethod
     @abstractmethod
     def apply_batch(
-        cls, conn: Connection, orders: Sequence[Order], now: datetime
+        cls, conn: Connection, orders: Sequence[Order], now: datetime, writes: Writes
     ) -> list[Outcome]: ...
 
-    def apply(self, conn: Connection, now: datetime) -> Outcome:
-        return self.apply_batch(conn, [self], now)[0]
+    def apply(self, conn: Connection, now: datetime, writes: Writes) -> Outcome:
+        return self.apply_batch(conn, [self], now, writes)[0]
 
 
 def key_clause(acquirer_id: str, terminal_id: str, stan: str, transmitted: str):  # type: ignore[no-untyped-def]

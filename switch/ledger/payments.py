@@ -1,9 +1,10 @@
 """Bill payments (0200) and payment advices (0220) for billers whose debts the switch holds.
 
-A batch of payments costs a fixed handful of statements: one read of the
-customers, one locking read of their open debts, then bulk inserts and
-updates. Decisions are made in order, in memory, so two payments of one
-account in the same batch see each other.
+A batch of payments costs a fixed handful of statements: one locking read of
+their open debts (and of the customers without any), one draw of ids, then its
+inserts and updates, gathered into the stage's one write (``sql.Writes``).
+Decisions are made in order, in memory, so two payments of one account in the
+same batch see each other.
 """
 
 from __future__ import annotations
@@ -20,14 +21,7 @@ from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.orders import PAID, BatchOrder, Order, Outcome
 from switch.ledger.reference import Biller
-from switch.ledger.sql import (
-    bind,
-    for_update,
-    in_list,
-    insert_rows,
-    next_ids,
-    update_rows,
-)
+from switch.ledger.sql import Writes, bind, for_update, in_list, next_ids_of
 
 AccountKey = tuple[str, str]  # (biller code, account)
 
@@ -85,7 +79,9 @@ class PaymentOrder(BatchOrder):
         return self.biller.fee_fixed if self.biller else 0
 
     @classmethod
-    def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
+    def apply_batch(
+        cls, conn: Connection, orders: Sequence[Order], now: datetime, writes: Writes
+    ) -> list[Outcome]:
         payments: list[PaymentOrder] = list(orders)  # type: ignore[arg-type]
         keys = {p.account_key for p in payments if p.biller}
         debts = _open_debts(conn, keys)
@@ -95,7 +91,7 @@ class PaymentOrder(BatchOrder):
         funds = _wallet_funds(conn, {p.wallet for p in payments if p.wallet})
         decisions = [_decide(p, known, debts, funds) for p in payments]
         approved = [(p, d) for p, d in zip(payments, decisions, strict=True) if d.code == "00"]
-        _write(conn, approved, now)
+        _write(conn, approved, now, writes)
         return decisions
 
 
@@ -161,8 +157,9 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
 
 def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, _Funds]:
     """What each wallet holds, the card row locked until commit. (Its PIN tries are not
-    the ledger's business: the PIN step reserved a try on this row before the HSM
-    verified it, and a right PIN released it; see switch/security/cards.py.)"""
+    the ledger's business, nor on this row: the PIN step reserved a try in the
+    ``pin_tries`` table before the HSM verified it and refused a blocked card there;
+    see switch/security/tries.py. A blocked card's payment never reaches the ledger.)"""
     if not wallets:
         return {}
     in_keys, params = in_list(conn, wallets)
@@ -197,16 +194,22 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
     return Outcome("00", facts, claim=PAID)
 
 
-def _write(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime) -> None:
+def _write(
+    conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime, writes: Writes
+) -> None:
+    """The approved payments' rows, into ``writes`` (sent with the stage's request rows);
+    their ids and their journal rows' ids drawn in one statement first."""
     if not approved:
         return
-    ids = next_ids(conn, s.payments, len(approved))
+    n_postings = sum(2 if p.fee else 1 for p, _ in approved)
+    ids, journal_ids = next_ids_of(conn, [(s.payments, len(approved)), (s.journal, n_postings)])
     for (_, outcome), payment_id in zip(approved, ids, strict=True):
         outcome.facts["payment_id"] = payment_id
-    _insert_payments(conn, approved, now)
-    _reduce_debts(conn, approved)
-    spend_wallets(conn, _spent(approved), -1)
-    post_all(conn, [x for p, o in approved for x in _postings(conn, p, o)], now)
+    _insert_payments(conn, approved, now, writes)
+    _reduce_debts(approved, writes)
+    spend_wallets(writes, _spent(approved), -1)
+    postings = [x for p, o in approved for x in _postings(conn, p, o)]
+    post_all(conn, postings, now, writes, journal_ids)
 
 
 def _spent(approved: list[tuple[PaymentOrder, Outcome]]) -> dict[str, int]:
@@ -217,10 +220,10 @@ def _spent(approved: list[tuple[PaymentOrder, Outcome]]) -> dict[str, int]:
     return spent
 
 
-def spend_wallets(conn: Connection, amounts: dict[str, int], sign: int) -> None:
-    """Move wallets' funds by ``sign * amount`` (one statement for the batch)."""
+def spend_wallets(writes: Writes, amounts: dict[str, int], sign: int) -> None:
+    """Move wallets' funds by ``sign * amount`` (one update for the batch)."""
     rows = [(wallet, sign * amount) for wallet, amount in amounts.items()]
-    update_rows(conn, s.cards.c.funds, "funds + {new}", ("wallet_account",), rows)
+    writes.update(s.cards.c.funds, "funds + {new}", ("wallet_account",), rows)
 
 
 _PAYMENTS = (
@@ -246,7 +249,7 @@ _ALLOCATIONS = ("payment_id", "debt_id", "amount", "reversed_amount")
 
 
 def _insert_payments(
-    conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime
+    conn: Connection, approved: list[tuple[PaymentOrder, Outcome]], now: datetime, writes: Writes
 ) -> None:
     day = bind(conn, s.payments.c.business_day)
     at = bind(conn, s.payments.c.created_at)(now)
@@ -272,10 +275,10 @@ def _insert_payments(
         )
         for p, o in approved
     ]
-    insert_rows(conn, s.payments, _PAYMENTS, rows)
+    writes.insert(s.payments, _PAYMENTS, rows)
 
 
-def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]) -> None:
+def _reduce_debts(approved: list[tuple[PaymentOrder, Outcome]], writes: Writes) -> None:
     allocations = [
         (o.facts["payment_id"], debt_id, amount, 0)
         for _, o in approved
@@ -288,8 +291,8 @@ def _reduce_debts(conn: Connection, approved: list[tuple[PaymentOrder, Outcome]]
         paid_by_debt[debt_id] = paid_by_debt.get(debt_id, 0) + amount
     # One statement for every debt of the batch (SQLite: one executemany).
     rows = list(paid_by_debt.items())
-    update_rows(conn, s.debts.c.amount_open, "amount_open - {new}", ("id",), rows)
-    insert_rows(conn, s.allocations, _ALLOCATIONS, allocations)
+    writes.update(s.debts.c.amount_open, "amount_open - {new}", ("id",), rows)
+    writes.insert(s.allocations, _ALLOCATIONS, allocations)
 
 
 def _postings(conn: Connection, p: PaymentOrder, o: Outcome) -> list[Posting]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
 from switch.ledger import identity
 from switch.ledger import schema as s
+from switch.ledger.days import open_day
 from switch.ledger.locks import lock_in_order
 from switch.ledger.orders import (
     BatchOrder,
@@ -32,7 +34,7 @@ from switch.ledger.orders import (
 )
 from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
 from switch.ledger.reversals import ReversalOrder, original_key, original_payments
-from switch.ledger.sql import bind, insert_rows
+from switch.ledger.sql import Writes, bind
 
 __all__ = [
     "BatchOrder",
@@ -68,15 +70,23 @@ class ConcurrentRequest(Exception):
 
 
 def record_batch(
-    conn: Connection, orders: Sequence[Order], now: datetime, look_up: bool = True
+    conn: Connection,
+    orders: Sequence[Order],
+    now: datetime,
+    look_up: bool = True,
+    clock_day: date | None = None,
 ) -> list[Recorded]:
     """Apply the orders whose key is new, store their request rows, answer the rest.
 
-    Request rows go in with their responses, one statement per stage, and so do
-    the transaction identities the stage claimed (identity.py). If another node
-    inserted one of those keys or identities meanwhile, this batch fails
-    (ConcurrentRequest) and nothing of it is kept; retried, the order finds the
-    other node's row and answers from it.
+    Request rows go in with their responses and the transaction identities the stage
+    claimed (identity.py), and with every other row the stage writes: on PostgreSQL
+    one statement per stage (``sql.Writes``). If another node inserted one of those
+    keys or identities meanwhile, this batch fails (ConcurrentRequest) and nothing of
+    it is kept; retried, the order finds the other node's row and answers from it.
+
+    With ``clock_day`` (the calendar business day of the batch's clock), the orders
+    get the first open business day from there, locked against closing until commit
+    (``days.open_day``), taken on PostgreSQL in the debts' locking statement.
 
     With ``look_up=False`` the keys are not looked up first: a key that exists
     (a retransmission) or an identity that does (a payment reversed first, an
@@ -89,24 +99,32 @@ def record_batch(
         first.setdefault(order.key, i)
     new = [i for i, o in enumerate(orders) if o.key not in taken and first[o.key] == i]
     results: list[Recorded | None] = [None] * len(orders)
-    lock_in_order(conn, [orders[i] for i in new])
+    locked = lock_in_order(conn, [orders[i] for i in new], clock_day)
+    if clock_day is not None:
+        day = locked.day or open_day(conn, clock_day)
+        for order in orders:
+            order.business_day = day
     at = bind(conn, s.requests.c.created_at)(now)
     known = identity.look_up(conn, [orders[i] for i in new]) if look_up else {}
-    for stage in _stages(conn, orders, new):
+    for stage in _stages(conn, orders, new, locked.originals):
         for part in identity.parts(orders, stage):
+            writes = Writes(conn)
             rows = []
             claims: dict[identity.Identity, identity.Known] = {}
-            for i, outcome in zip(
-                part, _settle_or_apply(conn, orders, part, now, known), strict=True
-            ):
+            outcomes = _settle_or_apply(conn, orders, part, now, known, writes)
+            for i, outcome in zip(part, outcomes, strict=True):
                 response = orders[i].respond(outcome)
                 results[i] = Recorded(outcome.code, response)
                 rows.append(_request_row(orders[i], outcome, response, at))
                 claim = identity.claimed(orders[i], outcome)
                 if claim is not None:
                     claims[claim[0]] = claim[1]
-            _insert_requests(conn, rows)
-            if claims and not identity.insert(conn, claims, at):
+            writes.insert(s.requests, _REQUESTS, rows, " ON CONFLICT DO NOTHING", counted=True)
+            identity.insert(writes, claims, at)
+            requests_in, claims_in = writes.run()
+            if requests_in != len(rows):
+                raise ConcurrentRequest("a request key of this batch was recorded elsewhere")
+            if claims_in != len(claims):
                 raise ConcurrentRequest("a transaction of this batch was recorded elsewhere")
             known.update(claims)
     return [
@@ -121,12 +139,15 @@ def _settle_or_apply(
     part: list[int],
     now: datetime,
     known: dict[identity.Identity, identity.Known],
+    writes: Writes,
 ) -> list[Outcome]:
     """Orders whose transaction identity already holds something are answered from it
     (identity.settle, nothing moves); the others are applied."""
     settled = {i: identity.settle(orders[i], known) for i in part}
     rest = [i for i in part if settled[i] is None]
-    applied = dict(zip(rest, _apply_stage(conn, orders, rest, now), strict=True)) if rest else {}
+    applied = (
+        dict(zip(rest, _apply_stage(conn, orders, rest, now, writes), strict=True)) if rest else {}
+    )
     return [settled[i] or applied[i] for i in part]
 
 
@@ -180,15 +201,12 @@ def _request_row(
     )
 
 
-def _insert_requests(conn: Connection, rows: list[tuple[object, ...]]) -> None:
-    if not rows:
-        return
-    tail = " ON CONFLICT DO NOTHING"
-    if insert_rows(conn, s.requests, _REQUESTS, rows, tail) != len(rows):
-        raise ConcurrentRequest("a request key of this batch was recorded elsewhere meanwhile")
-
-
-def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[list[int]]:
+def _stages(
+    conn: Connection,
+    orders: Sequence[Order],
+    live: list[int],
+    originals: dict[tuple[str, str, str, str], Any] | None = None,
+) -> list[list[int]]:
     """The batch in stages that give exactly what arrival order gives (answers, DU,
     ledger), with as few stages as that allows: each stage is one kind of order,
     applied at once.
@@ -209,7 +227,7 @@ def _stages(conn: Connection, orders: Sequence[Order], live: list[int]) -> list[
     wallets = any(isinstance(orders[i], PaymentOrder) and orders[i].wallet for i in live)  # type: ignore[attr-defined]
     if wallets and ReversalOrder in kinds:
         return _runs(orders, live)
-    accounts = _reversal_accounts(conn, orders, live) if ReversalOrder in kinds else {}
+    accounts = _reversal_accounts(conn, orders, live, originals) if ReversalOrder in kinds else {}
     stages: list[list[int]] = []
     last: dict[tuple[str, object], int] = {}  # conflict key -> last stage holding it
     floor = 0
@@ -254,10 +272,14 @@ def _conflict_keys(order: Order, account: tuple[str, str] | None) -> list[tuple[
 
 
 def _reversal_accounts(
-    conn: Connection, orders: Sequence[Order], live: list[int]
+    conn: Connection,
+    orders: Sequence[Order],
+    live: list[int],
+    originals: dict[tuple[str, str, str, str], Any] | None,
 ) -> dict[int, tuple[str, str]]:
     """Each reversal's account: its original's, found in the batch (the latest payment
-    of that transaction before it) or among stored payments (one read for the batch)."""
+    of that transaction before it) or among stored payments: those the locks read
+    (``originals``; an original's account never changes), else one read for the batch."""
     in_batch: dict[tuple[str, str, str, str], tuple[str, str]] = {}
     found: dict[int, tuple[str, str]] = {}
     unknown: list[int] = []
@@ -272,7 +294,9 @@ def _reversal_accounts(
             else:
                 unknown.append(i)
     if unknown:
-        stored = original_payments(conn, [orders[i].original for i in unknown])  # type: ignore[attr-defined]
+        stored = originals
+        if stored is None:
+            stored = original_payments(conn, [orders[i].original for i in unknown])  # type: ignore[attr-defined]
         for i in unknown:
             payment = stored.get(original_key(orders[i].original))  # type: ignore[attr-defined]
             if payment is not None:
@@ -296,12 +320,12 @@ def _runs(orders: Sequence[Order], live: list[int]) -> list[list[int]]:
 
 
 def _apply_stage(
-    conn: Connection, orders: Sequence[Order], stage: list[int], now: datetime
+    conn: Connection, orders: Sequence[Order], stage: list[int], now: datetime, writes: Writes
 ) -> list[Outcome]:
     kind = type(orders[stage[0]])
     if issubclass(kind, BatchOrder):
-        return kind.apply_batch(conn, [orders[i] for i in stage], now)
-    return [orders[stage[0]].apply(conn, now)]
+        return kind.apply_batch(conn, [orders[i] for i in stage], now, writes)
+    return [orders[stage[0]].apply(conn, now, writes)]
 
 
 def _earlier(conn: Connection, order: Order) -> Recorded:

@@ -2,7 +2,8 @@
 
 Like payments, a batch of reversals costs a fixed handful of statements: one
 locking read of the originals' identities (``transactions``) with their payments,
-one read of their allocations, then bulk updates and postings. Several reversals
+one read of their allocations, one draw of journal ids, then its updates and postings,
+gathered into the stage's one write (``sql.Writes``). Several reversals
 of one payment in a batch are applied in order, in memory.
 
 A reversal names its original fully: DE 4 (and DE 49 when sent) must be the
@@ -25,7 +26,7 @@ from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.orders import REVERSED_FIRST, BatchOrder, Order, Outcome, RequestKey
 from switch.ledger.payments import spend_wallets
-from switch.ledger.sql import update_rows
+from switch.ledger.sql import Writes
 
 
 @dataclass
@@ -42,13 +43,15 @@ class ReversalOrder(BatchOrder):
     currency: str | None = None  # DE 49, when sent
 
     @classmethod
-    def apply_batch(cls, conn: Connection, orders: Sequence[Order], now: datetime) -> list[Outcome]:
+    def apply_batch(
+        cls, conn: Connection, orders: Sequence[Order], now: datetime, writes: Writes
+    ) -> list[Outcome]:
         reversals: list[ReversalOrder] = list(orders)  # type: ignore[arg-type]
         payments, tombstones = originals(conn, [r.original for r in reversals])
         allocations = _allocations(conn, {p.id for p in payments.values()})
         work = _Work()
         outcomes = [r._decide(payments, tombstones, allocations, work) for r in reversals]
-        work.write(conn, now)
+        work.write(conn, now, writes)
         return outcomes
 
     def _decide(
@@ -119,16 +122,16 @@ class _Work:
         self.postings: list[Posting] = []
         self.wallets_back: dict[str, int] = {}  # wallet account -> funds returned
 
-    def write(self, conn: Connection, now: datetime) -> None:
-        """One statement per table for the whole batch (see ``sql.update_rows``)."""
+    def write(self, conn: Connection, now: datetime, writes: Writes) -> None:
+        """One update per table for the whole batch, into the stage's ``writes``."""
         back = list(self.debts_back.items())
-        update_rows(conn, _d.amount_open, "amount_open + {new}", ("id",), back)
+        writes.update(_d.amount_open, "amount_open + {new}", ("id",), back)
         allocations = [(p, debt, value) for (p, debt), value in self.allocations.items()]
         keys = ("payment_id", "debt_id")
-        update_rows(conn, _a.reversed_amount, "{new}", keys, allocations)
-        update_rows(conn, _p.reversed_amount, "{new}", ("id",), list(self.reversed.items()))
-        spend_wallets(conn, self.wallets_back, +1)
-        post_all(conn, self.postings, now)
+        writes.update(_a.reversed_amount, "{new}", keys, allocations)
+        writes.update(_p.reversed_amount, "{new}", ("id",), list(self.reversed.items()))
+        spend_wallets(writes, self.wallets_back, +1)
+        post_all(conn, self.postings, now, writes)
 
 
 _a, _t, _p, _d = s.allocations.c, s.transactions.c, s.payments.c, s.debts.c

@@ -231,6 +231,34 @@ cards = Table(
     ),
 )
 
+# -- PIN tries (migration 0010): a table of their own ----------------------
+# Apart from the card row, which the ledger locks to pay from the wallet: reserving
+# a try must not wait for a ledger batch's commit, nor a ledger batch for a
+# reservation's (switch/security/tries.py).
+
+pin_tries = Table(
+    "pin_tries",
+    metadata,
+    Column("pan_hash", String(64), ForeignKey("cards.pan_hash"), primary_key=True),
+    Column("tries", Integer, nullable=False, default=0, server_default="0", comment="wrong PINs"),
+    Column(
+        "pending",
+        Integer,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="PIN tries reserved, their verification not yet decided",
+    ),
+    Column(
+        "pending_until",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="unix time after which the reserved tries are taken as lost (a crash)",
+    ),
+)
+
 # -- sign-on state shared by nodes and worker processes (migration 0005) -----
 
 sign_ons = Table(
@@ -257,3 +285,25 @@ transactions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, comment="for the purge by age"),
 )
 Index("ix_transactions_created_at", transactions.c.created_at)
+
+# -- store and forward to billers (migration 0008) ----------------------------
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_code", String(8), nullable=False),
+    Column("action", String(8), nullable=False, comment="pay, reverse or settle"),
+    Column("payment_id", String(64), nullable=False, comment="the biller-side idempotency key"),
+    Column("body", Text, nullable=False, comment="JSON: what pay rebuilds its request from"),
+    Column("state", String(8), nullable=False, comment="pending, done or parked"),
+    Column("attempts", Integer, nullable=False, comment="deliveries started; the claim's token"),
+    Column("next_at", DateTime(timezone=True), nullable=False, comment="due (or lease end)"),
+    Column("claimed_until", DateTime(timezone=True), comment="a delivery's lease, while claimed"),
+    Column("last_error", String(200), comment="why the last attempt failed or the row parked"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Enqueuing the same action for the same payment twice (a repeated advice) adds nothing.
+    UniqueConstraint("action", "payment_id", name="uq_outbox_action_payment"),
+)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_at)

@@ -144,12 +144,22 @@ def insert_rows(
     many went in (``tail``, e.g. ``ON CONFLICT DO NOTHING``, may skip some)."""
     if not rows:
         return 0
+    return conn.exec_driver_sql(*_insert(conn, table, columns, rows, tail)).rowcount
+
+
+def _insert(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    tail: str,
+) -> tuple[str, Any]:
     head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
     if is_postgres(conn):
         select = _json_rows(tuple(table.c[name] for name in columns), tuple(columns))
-        return conn.exec_driver_sql(head + select + tail, (_JSON.encode(rows),)).rowcount
+        return head + select + tail, (_JSON.encode(rows),)
     marks = ", ".join(["?"] * len(columns))
-    return conn.exec_driver_sql(f"{head}VALUES ({marks}){tail}", list(rows)).rowcount
+    return f"{head}VALUES ({marks}){tail}", list(rows)
 
 
 def update_rows(
@@ -162,22 +172,130 @@ def update_rows(
     """``UPDATE ... SET column = value`` for each row ``(*keys, new)``; ``value`` names the
     row's ``new`` as ``{new}``, e.g. ``"funds + {new}"``. Keys must be unique; rows are
     applied in key order (the order they get locked in)."""
-    if not rows:
-        return
+    if rows:
+        conn.exec_driver_sql(*_update(conn, column, value, keys, rows))
+
+
+def _update(
+    conn: Connection,
+    column: Column[Any],
+    value: str,
+    keys: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> tuple[str, Any]:
     table = column.table
     rows = sorted(rows)
     if is_postgres(conn):
         select = _json_rows((*(table.c[k] for k in keys), column), (*keys, "new_value"))
         match = " AND ".join(f"{table.name}.{k} = v.{k}" for k in keys)
-        conn.exec_driver_sql(
+        text = (
             f"UPDATE {table.name} SET {column.name} = {value.format(new='v.new_value')}"
-            f" FROM ({select}) AS v WHERE {match}",
-            (_JSON.encode(rows),),
+            f" FROM ({select}) AS v WHERE {match}"
         )
-        return
+        return text, (_JSON.encode(rows),)
     match = " AND ".join(f"{k} = ?{i}" for i, k in enumerate(keys, 1))
     new = f"?{len(keys) + 1}"
-    conn.exec_driver_sql(
-        f"UPDATE {table.name} SET {column.name} = {value.format(new=new)} WHERE {match}",
-        list(rows),
-    )
+    text = f"UPDATE {table.name} SET {column.name} = {value.format(new=new)} WHERE {match}"
+    return text, list(rows)
+
+
+class Writes:
+    """A stage's inserts and updates, sent to the database together.
+
+    At one request in flight per terminal a batch holds a handful of orders, and each
+    statement is a round trip the whole batch waits for: a stage's writes (payments,
+    allocations, debts, journal, entries, request rows, identities) were eight of them.
+    PostgreSQL gets them as one statement, each write a data-modifying ``WITH`` query
+    (they run once each, to completion; foreign keys are checked at the statement's
+    end, so a row may refer to one inserted beside it). They must not touch one row
+    twice, which a stage never does: one update per table, each row once. SQLite runs
+    each at once (in process, a statement costs no round trip) and so keeps its order.
+
+    ``insert(..., counted=True)`` asks how many rows went in (``ON CONFLICT DO
+    NOTHING`` may skip some): ``run`` returns those counts, in the order asked.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._postgres = is_postgres(conn)
+        self._parts: list[tuple[str, Any, bool]] = []  # PostgreSQL: (sql, params, counted)
+        self._counts: list[int] = []  # SQLite: counts as they come
+
+    def insert(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        tail: str = "",
+        counted: bool = False,
+    ) -> None:
+        if not rows:
+            if counted:
+                self._add(None, counted)
+            return
+        self._add(_insert(self._conn, table, columns, rows, tail), counted)
+
+    def update(
+        self,
+        column: Column[Any],
+        value: str,
+        keys: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        if rows:
+            self._add(_update(self._conn, column, value, keys, rows), False)
+
+    def _add(self, statement: tuple[str, Any] | None, counted: bool) -> None:
+        if statement is None:
+            if self._postgres:
+                self._parts.append(("", (), counted))
+            else:
+                self._counts.append(0)
+            return
+        if self._postgres:
+            self._parts.append((*statement, counted))
+            return
+        rowcount = self._conn.exec_driver_sql(*statement).rowcount
+        if counted:
+            self._counts.append(rowcount)
+
+    def run(self) -> list[int]:
+        """Send what was gathered (PostgreSQL); the counts asked for, in order."""
+        if not self._postgres:
+            counts, self._counts = self._counts, []
+            return counts
+        parts, self._parts = self._parts, []
+        sent = [p for p in parts if p[0]]
+        if len(sent) == 1 and not any(counted for _, _, counted in parts):
+            self._conn.exec_driver_sql(sent[0][0], sent[0][1])
+            return []
+        if not sent:
+            return [0 for _, _, counted in parts if counted]
+        return self._together(parts)
+
+    def _together(self, parts: list[tuple[str, Any, bool]]) -> list[int]:
+        ctes: list[str] = []
+        counts: list[str] = []
+        params: list[Any] = []
+        for text, given, counted in parts:
+            if not text:
+                counts.append("0")
+                continue
+            name = f"w{len(ctes)}"
+            ctes.append(f"{name} AS ({text}{' RETURNING 1' if counted else ''})")
+            if counted:
+                counts.append(f"(SELECT count(*) FROM {name})")
+            params.extend(given)
+        select = ", ".join(counts) if counts else "1"
+        row = self._conn.exec_driver_sql(f"WITH {', '.join(ctes)} SELECT {select}", tuple(params))
+        return [int(n) for n in row.one()] if counts else []
+
+
+def next_ids_of(conn: Connection, wanted: Sequence[tuple[Table, int]]) -> list[list[int]]:
+    """``next_ids`` for several tables at once: on PostgreSQL one statement for all."""
+    if not is_postgres(conn) or sum(1 for _, n in wanted if n > 0) < 2:
+        return [next_ids(conn, table, n) for table, n in wanted]
+    draws = ", ".join("ARRAY(SELECT nextval(%s) FROM generate_series(1, %s))" for _ in wanted)
+    params = tuple(x for table, n in wanted for x in (f"{table.name}_id_seq", max(n, 0)))
+    row = conn.exec_driver_sql(f"SELECT {draws}", params).one()
+    return [sorted(ids) for ids in row]

@@ -47,7 +47,6 @@ from twisted.internet.defer import Deferred
 
 from switch import metrics
 from switch.errors import Overloaded, SystemFailure
-from switch.ledger.days import open_day
 from switch.ledger.landed import session_over, stored_responses
 from switch.ledger.postings import ConcurrentRequest, Order, Recorded, record_batch
 
@@ -343,8 +342,8 @@ class LedgerWriter:
             tx = conn.begin()
             try:
                 orders = [t.order for t in batch]
-                self._take_day(conn, orders, now)
-                results = record_batch(conn, orders, now, look_up=look_up)
+                clock_day = self._business_day(now) if self._business_day else None
+                results = record_batch(conn, orders, now, look_up=look_up, clock_day=clock_day)
                 self._claim(batch)
             except BaseException:
                 _quietly(tx.rollback)
@@ -355,14 +354,6 @@ class LedgerWriter:
                 log.error("ledger COMMIT failed; finding out", size=len(batch), error=str(exc))
                 raise _CommitFailed(backend) from exc
         return results
-
-    def _take_day(self, conn: Connection, orders: Sequence[Order], now: datetime) -> None:
-        """The transaction's first statement: the business day its orders belong to, the
-        one open at commit by the batch's own clock, locked against closing until then."""
-        if self._business_day is not None:
-            day = open_day(conn, self._business_day(now))
-            for order in orders:
-                order.business_day = day
 
     def _claim(self, batch: list[_Ticket]) -> None:
         """Just before COMMIT: every order still unanswered and in time is now committing;

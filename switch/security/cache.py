@@ -20,7 +20,7 @@ class CardCache:
     """Recently used on-us cards, so a PIN check costs no database read.
 
     What the cache may hold stale is harmless: the card's PVV and wallet do not
-    change, and it holds no PIN tries: every try is reserved on the card row
+    change, and it holds no PIN tries: every try is reserved in the card's ``pin_tries`` row
     (switch/security/cards.py), which decides for every node at once. Entries
     expire after ``ttl`` seconds.
     """

@@ -3,7 +3,7 @@
 A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
 under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
 with the issuer's PVK), so the switch never sees the PIN. Every try is reserved
-on the card row before the HSM sees it (switch/security/tries.py: wrong tries
+in the card's ``pin_tries`` row before the HSM sees it (switch/security/tries.py: wrong tries
 and those in flight on every node counted at once; none left is 75), so
 requests in flight cannot outrun the limit. A wrong PIN is counted (55, or 75
 for the one that reaches the limit); an undecided one (a block the HSM cannot

@@ -1,13 +1,16 @@
-"""PIN tries on the card row: reserved before the HSM verifies, counted after, batched.
+"""PIN tries in their own table: reserved before the HSM verifies, counted after, batched.
 
-The card row is the one truth for every node. A try is reserved by one conditional
-UPDATE (``pin_tries`` + the live ``pin_pending`` < limit), so requests in flight, on
+The card's ``pin_tries`` row is the one truth for every node. A try is reserved by one
+conditional UPDATE (``tries`` + the live ``pending`` < limit), so requests in flight, on
 one connection or on several nodes, get at most the tries the card has left between
 them: a card blocked on one node is blocked on all at once. A wrong PIN moves its try
-from pending to ``pin_tries``, committed before its 55 or 75 leaves; a right PIN's
+from ``pending`` to ``tries``, committed before its 55 or 75 leaves; a right PIN's
 try is released and the wrong tries reset, while its payment goes to the ledger (not
 held until the ledger commits, which would let a card have only ``limit`` payments
-in flight); a try nobody decided (the HSM failed) is given back.
+in flight); a try nobody decided (the HSM failed) is given back. The table is not
+the card row: the ledger locks that row until its batch commits to pay from the
+wallet, and reservations on it took turns with the ledger's batches, each waiting
+for the other's commit. Nothing else locks ``pin_tries``.
 
 What the requests in flight ask goes to the database together, as the ledger writer's
 orders do: while one transaction is out, asks queue, and the next takes them all (the
@@ -21,7 +24,7 @@ to come back, asked again with each later transaction, and gets 96 if none comes
 before its deadline.
 
 A node that dies (or a database that never answers) leaves its reservations on the
-row. They count until ``pin_pending_until`` (``hold`` seconds after the card's last
+row. They count until ``pending_until`` (``hold`` seconds after the card's last
 reservation: longer than any try takes to be decided), after
 which the next reservation counts the tries in flight from zero again. `billswitch
 cards reset-tries` clears them at once.
@@ -49,19 +52,19 @@ class TriesInFlight(SystemFailure):
     """Every try the card has left was being verified until the request's deadline."""
 
 
-# Reserved tries count while pin_pending_until is ahead (see the module docstring).
-_LIVE = "(CASE WHEN pin_pending_until > :now THEN pin_pending ELSE 0 END)"
+# Reserved tries count while pending_until is ahead (see the module docstring).
+_LIVE = "(CASE WHEN pending_until > :now THEN pending ELSE 0 END)"
 _RESERVE = (
-    f"UPDATE cards SET pin_pending = {_LIVE} + 1, pin_pending_until = :until"
-    " WHERE pan_hash IN {cards} AND pin_tries + " + _LIVE + " < :limit RETURNING pan_hash"
+    f"UPDATE pin_tries SET pending = {_LIVE} + 1, pending_until = :until"
+    " WHERE pan_hash IN {cards} AND tries + " + _LIVE + " < :limit RETURNING pan_hash"
 )
-# PostgreSQL locks the rows in the ledger's order (wallet, locks.py): no deadlock with it.
-_LOCKED = "(SELECT pan_hash FROM cards WHERE pan_hash IN :cards ORDER BY wallet_account FOR UPDATE)"
-_OPEN = "SELECT pan_hash FROM cards WHERE pan_hash IN :cards AND pin_tries < :limit"
+# PostgreSQL: every node's batches lock their rows in one order, so none deadlock.
+_LOCKED = "(SELECT pan_hash FROM pin_tries WHERE pan_hash IN :cards ORDER BY pan_hash FOR UPDATE)"
+_OPEN = "SELECT pan_hash FROM pin_tries WHERE pan_hash IN :cards AND tries < :limit"
 _SETTLE = (
-    "UPDATE cards SET pin_tries = CASE WHEN :right > 0 THEN 0 ELSE pin_tries END + :wrong,"
-    " pin_pending = CASE WHEN pin_pending > :settled THEN pin_pending - :settled ELSE 0 END"
-    " WHERE pan_hash = :card RETURNING pin_tries"
+    "UPDATE pin_tries SET tries = CASE WHEN :right > 0 THEN 0 ELSE tries END + :wrong,"
+    " pending = CASE WHEN pending > :settled THEN pending - :settled ELSE 0 END"
+    " WHERE pan_hash = :card RETURNING tries"
 )
 
 

@@ -277,7 +277,7 @@ def _race(ledger: Engine, node, db_url: str, first: object, second: object) -> t
 
     @event.listens_for(node_b.engine, "before_cursor_execute")
     def _before(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        if statement.startswith("INSERT INTO transactions") and "a" not in other:
+        if "INSERT INTO transactions" in statement and "a" not in other:
             other["a"] = record_one(ledger, first)  # type: ignore[arg-type]
 
     node_b.start()
@@ -353,5 +353,5 @@ def test_identities_cost_one_statement_per_batch_of_payments(ledger: Engine) -> 
     few = _statements(ledger, [payment(_util(ledger), "1000002", 10) for _ in range(2)])
     many = _statements(ledger, [payment(_util(ledger), "1000002", 10) for _ in range(40)])
     assert len(few) == len(many)
-    assert sum(x.startswith("INSERT INTO transactions") for x in many) == 1
+    assert sum("INSERT INTO transactions" in x for x in many) == 1
     assert not any(x.startswith("SELECT") and "transactions" in x for x in many)

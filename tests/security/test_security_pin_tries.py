@@ -1,4 +1,5 @@
-"""PIN tries are reserved on the card row before the HSM verifies them (issue 9 item 4).
+"""PIN tries are reserved in the card's pin_tries row before the HSM verifies them
+(issue 9 item 4).
 
 The statements of switch/security/tries.py on both backends:
 a reservation is one conditional UPDATE, so tries racing each other (threads here,
@@ -37,10 +38,10 @@ def engine(db_url: str) -> Iterator[Engine]:
                 pvv="1234",
                 wallet_account="WALLET:1",
                 currency="944",
-                pin_tries=0,
                 status="active",
             )
         )
+        conn.execute(insert(s.pin_tries).values(pan_hash=CARD, tries=0, pending=0))
     yield engine
     engine.dispose()
 
@@ -48,14 +49,12 @@ def engine(db_url: str) -> Iterator[Engine]:
 def _tries(engine: Engine) -> tuple[int, int]:
     """The card's wrong tries and its tries in flight."""
     with engine.connect() as conn:
-        return tuple(conn.execute(select(s.cards.c.pin_tries, s.cards.c.pin_pending)).one())  # type: ignore[return-value]
+        return tuple(conn.execute(select(s.pin_tries.c.tries, s.pin_tries.c.pending)).one())  # type: ignore[return-value]
 
 
 def _set_tries(engine: Engine, tries: int, pending: int = 0, until: int = NOW + HOLD) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            update(s.cards).values(pin_tries=tries, pin_pending=pending, pin_pending_until=until)
-        )
+        conn.execute(update(s.pin_tries).values(tries=tries, pending=pending, pending_until=until))
 
 
 def _asks(engine: Engine, *asks: tuple[str, str], now: int = NOW) -> list:  # type: ignore[type-arg]

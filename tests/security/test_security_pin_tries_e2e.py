@@ -1,6 +1,6 @@
 """PIN tries cannot be outrun (issue 9 item 4), over TCP against real switch processes.
 
-Every try is reserved on the card row before the HSM verifies it, so requests in
+Every try is reserved in the card's `pin_tries` row before the HSM verifies it, so requests in
 flight together, on one connection or on two nodes sharing the database, get at
 most ``[issuer] pin_tries`` (3) verifications between them: the rest is 75 at once.
 Test-only demo values (README): card 9990001000000001, PIN 1234, ATM00001's TPK.
@@ -57,9 +57,8 @@ def _tries_and_money(url: str) -> tuple[int, int, int]:
     is left in flight (every answer was read)."""
     engine = create_engine(url)
     with engine.connect() as db:
-        card = s.cards.c
         tries, pending, funds = db.execute(
-            select(card.pin_tries, card.pin_pending, card.funds)
+            select(s.pin_tries.c.tries, s.pin_tries.c.pending, s.cards.c.funds).join(s.cards)
         ).one()
         payments = db.execute(select(func.count()).select_from(s.payments)).scalar_one()
     engine.dispose()
@@ -100,7 +99,7 @@ def test_a_card_blocked_in_the_database_is_blocked_at_once_despite_the_cache(
         assert conn.call(_pin_payment("1234", 500))["39"] == "00"
         engine = create_engine(switch.db_url)
         with engine.begin() as db:
-            db.execute(update(s.cards).values(pin_tries=LIMIT))
+            db.execute(update(s.pin_tries).values(tries=LIMIT))
         engine.dispose()
         assert conn.call(_pin_payment("1234", 500))["39"] == "75"
     assert _tries_and_money(switch.db_url) == (LIMIT, 1_000_000 - 500, 1)

@@ -1,0 +1,97 @@
+"""How many statements a ledger batch sends: each is a round trip the whole batch waits for.
+
+At one request in flight per terminal a batch holds a handful of orders, so every
+statement a batch gains is paid in full by each request in it: the issue 8 changes
+cost ``make bench`` about a fifth of its rate that way (docs/benchmarks.md). These
+tests pin the count of one batch of payments and of one batch mixing payments and a
+reversal of the same account (which runs in three stages), so that a change adding a
+round trip fails here rather than in a benchmark months later. On PostgreSQL the
+counts are exact; SQLite runs each write as its own statement (in process, no round
+trip), so there only the independence from the batch's size is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, event
+
+from switch.ledger.orders import Order
+from switch.ledger.postings import Recorded, record_batch
+from tests.ledger.ledger_support import DAY, NOW, assert_invariants, billers, payment, reversal
+
+UTIL = "UTIL01"
+
+# A batch of payments of accounts with open debts (PostgreSQL):
+# 1. the business day and the debts, locked in one statement (locks.py)
+# 2. the open debts read for the decisions (payments.py)
+# 3. the payments' and journal rows' ids, drawn together (sql.next_ids_of)
+# 4. every row of the stage, request rows and identities included (sql.Writes)
+PAYMENTS = 4
+# [payment, reversal of an earlier payment of that account, payment]: three stages
+# (the second payment must see the debt the reversal reopened, postings._stages).
+# Locks: the originals, their allocations, day and debts (3); each payment stage as
+# above less the lock (3 each); the reversal stage: originals, allocations, journal
+# ids, its rows (4).
+MIXED = 3 + 3 + 4 + 3
+
+
+def _count(ledger: Engine, orders: Sequence[Order]) -> tuple[int, list[Recorded]]:
+    seen: list[str] = []
+
+    def _seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    with ledger.connect() as conn:
+        tx = conn.begin()
+        event.listen(ledger, "before_cursor_execute", _seen)
+        try:
+            recorded = record_batch(conn, orders, NOW, look_up=False, clock_day=DAY)
+        finally:
+            event.remove(ledger, "before_cursor_execute", _seen)
+        tx.commit()
+    return len([x for x in seen if not x.startswith("BEGIN")]), recorded
+
+
+def _payments(ledger: Engine, n: int) -> list[Order]:
+    util = billers(ledger)[UTIL]
+    return [payment(util, "1000002", 10) for _ in range(n)]
+
+
+def _mixed(ledger: Engine, extra: int) -> list[Order]:
+    util = billers(ledger)[UTIL]
+    earlier = payment(util, "1000002", 7)
+    _count(ledger, [earlier])
+    return [
+        payment(util, "1000002", 10),
+        reversal(earlier),
+        *(payment(util, "1000002", 10) for _ in range(1 + extra)),
+    ]
+
+
+def _postgres(ledger: Engine) -> bool:
+    return ledger.dialect.name == "postgresql"
+
+
+def test_a_batch_of_payments_costs_a_fixed_few_statements(ledger: Engine) -> None:
+    _count(ledger, _payments(ledger, 1))  # the day's row, accounts known to this process
+    few, answers = _count(ledger, _payments(ledger, 2))
+    many, more = _count(ledger, _payments(ledger, 30))
+    assert {r.code for r in answers + more} == {"00"}
+    assert few == many
+    if _postgres(ledger):
+        assert many == PAYMENTS
+    with ledger.connect() as conn:
+        assert_invariants(conn)
+
+
+def test_a_batch_with_a_reversal_between_payments_of_its_account(ledger: Engine) -> None:
+    _count(ledger, _payments(ledger, 1))
+    few, answers = _count(ledger, _mixed(ledger, 0))
+    many, more = _count(ledger, _mixed(ledger, 20))
+    assert {r.code for r in answers + more} == {"00"}
+    assert few == many
+    if _postgres(ledger):
+        assert many == MIXED
+    with ledger.connect() as conn:
+        assert_invariants(conn)
