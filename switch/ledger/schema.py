@@ -203,23 +203,6 @@ cards = Table(
     Column("pvv", String(4), nullable=False),
     Column("wallet_account", String(40), ForeignKey("accounts.code"), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("pin_tries", Integer, nullable=False, default=0),
-    Column(
-        "pin_pending",
-        Integer,
-        nullable=False,
-        default=0,
-        server_default="0",
-        comment="PIN tries reserved, their verification not yet decided",
-    ),
-    Column(
-        "pin_pending_until",
-        BigInteger,
-        nullable=False,
-        default=0,
-        server_default="0",
-        comment="unix time after which the reserved tries are taken as lost (a crash)",
-    ),
     Column("status", String(10), nullable=False, default="active"),
     Column(
         "funds",
