@@ -21,11 +21,18 @@ from loadtest.workload import Original
 class DebtBook:
     """Open amount per account; ``None`` means unlimited (echo server, no discovery)."""
 
-    def __init__(self, budgets: dict[str, int | None], max_amount: int, rng: random.Random):
+    def __init__(
+        self,
+        budgets: dict[str, int | None],
+        max_amount: int,
+        rng: random.Random,
+        min_amount: int = 1,
+    ):
         if max_amount < 1:
             raise ValueError("max amount must be at least 1 minor unit")
         self._left = dict(budgets)
         self._max = max_amount
+        self._min = min_amount  # a biller's minimum (outline MOB01: 100)
         self._rng = rng
         self._payable = [acc for acc, left in budgets.items() if left is None or left > 0]
 
@@ -40,7 +47,8 @@ class DebtBook:
             return None
         account = self._rng.choice(self._payable)
         left = self._left[account]
-        amount = self._rng.randint(1, self._max if left is None else min(self._max, left))
+        most = self._max if left is None else min(self._max, left)
+        amount = self._rng.randint(min(self._min, most), most)
         if left is not None:
             self._left[account] = left - amount
             if left == amount:

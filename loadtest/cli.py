@@ -52,6 +52,7 @@ from loadtest.security import (
     parse_card,
     parse_key,
 )
+from loadtest.workload import BILLER
 
 EXIT_OK, EXIT_LEDGER, EXIT_USAGE, EXIT_EMPTY, EXIT_MAC, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 SUBCOMMANDS = ("run", "compare", "bench", "echo-server")
@@ -153,6 +154,13 @@ def _workload_options() -> argparse.ArgumentParser:
         "--max-amount",
         type=int,
         help=f"largest payment, minor units; None: {MAX_AMOUNT}, {ON_US_MAX_AMOUNT} with --on-us",
+    )
+    p.add_argument("--min-amount", type=int, default=1, help="smallest payment, minor units")
+    p.add_argument(
+        "--biller",
+        default=BILLER,
+        help="biller code of every request; an outline biller (MOB01) with --no-discover"
+        " --min-amount 100",
     )
     p.add_argument("--idle-connections", type=int, default=0, help="extra, signed on, held idle")
     p.add_argument("--framing", choices=("binary2", "ascii4"), default="binary2", help="length")
@@ -274,6 +282,8 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         "accounts",
         "discover",
         "max_amount",
+        "min_amount",
+        "biller",
         "idle_connections",
         "framing",
         "tpdu",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from iso.framing import PREFIXES, TPDU_SIZE
 from loadtest.identity import CHANNELS, identities
 from loadtest.security import OnUsCard
-from loadtest.workload import KINDS
+from loadtest.workload import BILLER, KINDS
 
 DEFAULT_MIX = "inquiry=20,payment=70,reversal=10"
 DEFAULT_ACCOUNTS = "1000001-1000100"
@@ -77,6 +77,8 @@ class RunConfig:
     accounts: list[str] = field(default_factory=lambda: parse_accounts(DEFAULT_ACCOUNTS))
     discover: bool = True
     max_amount: int = 100
+    min_amount: int = 1
+    biller: str = BILLER  # e.g. an outline biller (MOB01) with --no-discover
     idle_connections: int = 0
     framing: str = "binary2"
     tpdu: bytes | None = None
@@ -102,6 +104,7 @@ class RunConfig:
             (self.timeout > 0, "timeout must be positive"),
             (self.idle_connections >= 0, "idle connections cannot be negative"),
             (self.max_amount >= 1, "max amount must be at least 1"),
+            (1 <= self.min_amount <= self.max_amount, "min amount is 1 to the max amount"),
             (
                 self.prebuild is None or 0 <= self.prebuild <= PREBUILD_MAX,
                 f"prebuild is 0 to {PREBUILD_MAX} (STANs of one terminal must not repeat)",

@@ -85,7 +85,15 @@ async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
     idle = await open_connections(state, cfg.idle_connections, first=cfg.connections)
     recorder = Recorder(Window(0.0, 0.0))  # the real window starts after prebuilding
     traffic = Traffic(
-        cfg.mix, book, state.counters, state.facts, recorder, reactor, state.rng, cfg.on_us_cards
+        cfg.mix,
+        book,
+        state.counters,
+        state.facts,
+        recorder,
+        reactor,
+        state.rng,
+        cfg.on_us_cards,
+        cfg.biller,
     )
     built = _prebuild(state, traffic, active)
     now = reactor.seconds()
@@ -236,7 +244,7 @@ async def discover_debts(
 ) -> tuple[DebtBook, dict[str, Any]]:
     """Ask what each account owes, so payments stay within real debts (see budget.py)."""
     cfg = state.cfg
-    unlimited = DebtBook(dict.fromkeys(cfg.accounts), cfg.max_amount, state.rng)
+    unlimited = DebtBook(dict.fromkeys(cfg.accounts), cfg.max_amount, state.rng, cfg.min_amount)
     if not cfg.discover or not conns:
         return unlimited, {"enabled": False}
     dues: dict[str, int] = {}
@@ -254,7 +262,7 @@ async def discover_debts(
         state.notes.append("no account owes money: payments are unbounded and may be declined")
         return unlimited, report
     budgets = {acc: dues.get(acc, 0) for acc in cfg.accounts}
-    return DebtBook(budgets, cfg.max_amount, state.rng), report
+    return DebtBook(budgets, cfg.max_amount, state.rng, cfg.min_amount), report
 
 
 async def _inquire(
@@ -267,7 +275,7 @@ async def _inquire(
             workload.stamp_now(),
             state.counters.rrn.next(),
         )
-        reply = await conn.request(workload.inquiry(header, account))
+        reply = await conn.request(workload.inquiry(header, account, state.cfg.biller))
         due = workload.amount_due(reply.fields) if reply.fields else None
         if reply.status == OK and due is not None:
             dues[account] = due

@@ -65,7 +65,9 @@ class Traffic:
         clock: IReactorTime,
         rng: random.Random,
         card: OnUsCard | Sequence[OnUsCard] | None = None,
+        biller: str = workload.BILLER,
     ) -> None:
+        self._biller = biller
         self._kinds = [kind for kind, weight in mix.items() if weight > 0]
         self._weights = [mix[kind] for kind in self._kinds]
         self._book = book
@@ -148,7 +150,7 @@ class Traffic:
         """The reversal a payment would get, built ahead (its payment id comes when sent)."""
         header = self._header(payment.header.identity, stamp)
         original = workload.Original(payment.header, payment.account, payment.amount, None)
-        fields = workload.reversal(header, original)
+        fields = workload.reversal(header, original, biller=self._biller)
         return Planned("reversal", fields, header, payment.account, payment.amount)
 
     def _reversal(self, identity: Identity, header: workload.Header | None) -> Planned:
@@ -161,7 +163,7 @@ class Traffic:
                 return replace(ready, original=original)
             self.built_live["reversals"] += live
             header = header or self._header(identity)
-            fields = workload.reversal(header, original)
+            fields = workload.reversal(header, original, biller=self._biller)
             return Planned("reversal", fields, header, original.account, original.amount, original)
         self.fallbacks["reversal->payment"] += 1
         self.built_live["payments instead of reversals"] += live
@@ -172,7 +174,7 @@ class Traffic:
         if reserved is not None:
             account, amount = reserved
             card = self._card()
-            fields = workload.payment(header, account, amount, card=card)
+            fields = workload.payment(header, account, amount, self._biller, card=card)
             return Planned("payment", fields, header, account, amount)
         if count_fallback:
             self.fallbacks["payment->inquiry"] += 1
@@ -189,7 +191,8 @@ class Traffic:
 
     def _inquiry(self, header: workload.Header) -> Planned:
         account = self._rng.choice(self._book.accounts)
-        return Planned("inquiry", workload.inquiry(header, account), header, account)
+        fields = workload.inquiry(header, account, self._biller)
+        return Planned("inquiry", fields, header, account)
 
     def _header(self, identity: Identity, stamp: workload.Stamp | None = None) -> workload.Header:
         return workload.Header(

@@ -141,7 +141,9 @@ def payment(
     return fields
 
 
-def reversal(header: Header, original: Original, currency: str = CURRENCY) -> dict[str, str]:
+def reversal(
+    header: Header, original: Original, currency: str = CURRENCY, biller: str = BILLER
+) -> dict[str, str]:
     """0400 reversal of an approved 0200: new STAN, DE 90 points at the original.
 
     DE 37 repeats the original's RRN, as acquirers usually do for reversals.
@@ -151,7 +153,7 @@ def reversal(header: Header, original: Original, currency: str = CURRENCY) -> di
     return fields | {
         "4": amount_field(original.amount),
         "37": first.rrn,
-        "48": bill_data(original.account),
+        "48": bill_data(original.account, biller),
         "49": currency,
         "90": build_original_data(
             "0200", first.stan, first.stamp.transmitted, first.identity.acquirer

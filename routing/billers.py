@@ -6,7 +6,7 @@ the switch's steps map each error to its response code and never see HTTP.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -15,7 +15,7 @@ class Endpoint:
     """How to reach one online biller (its row in the ``billers`` table)."""
 
     url: str  # base URL, e.g. http://127.0.0.1:8090/TEL01
-    secret: bytes  # HMAC-SHA256 shared secret
+    secret: bytes = field(repr=False)  # HMAC-SHA256 shared secret: never in a log line
     timeout: float = 3.0  # seconds to wait for fetch and payment answers
     max_in_flight: int = 64  # calls at once; more are refused at once (91)
 

@@ -24,22 +24,26 @@ from twisted.internet.threads import deferToThread
 from channels.listener import Channel
 from hsm_sim.client import PayShieldClient
 from routing.adapters.held import HeldDebtsAdapter
+from routing.adapters.online import OnlineAdapter
+from routing.adapters.outline import OutlineAdapter
 from routing.routes import BillerAdapter, Router
-from switch import demo, metrics
+from switch import demo, demo_billers, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import Settings
 from switch.custody import Custody, CustodyError, open_custody
 from switch.delivery import DeliveryLoop
+from switch.intents import Intents
 from switch.ledger import queries
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
 from switch.ledger.reads import Reads
-from switch.ledger.reference import Reference, load_reference
+from switch.ledger.reference import Reference, Unseal, load_reference
 from switch.ledger.retention import CHUNK, RETAINED, purge_chunk
 from switch.ledger.writer import LedgerWriter
 from switch.pipeline import Pipeline
 from switch.private_files import make_home, private_database
+from switch.sealing import Sealer, SealError, home_sealer
 from switch.security.keystore import KeyRing, expire_grace, keys_version, load_keys
 from switch.security.tries import PinTries
 from switch.services import Services
@@ -77,6 +81,9 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         if demo.needs_demo_keys(conn):
             demo.load_demo_keys(conn)
             log.info("demo keys loaded (test LMK, test-only)")
+        added = demo.add_demo_billers(conn, home_sealer(settings.home).seal)
+        if added:
+            log.info("demo billers added", billers=", ".join(added))
         if demo.needs_demo_card(conn):
             demo.load_demo_card(conn, hasher.pan(demo.DEMO_CARD_PAN))
             log.info("demo on-us card loaded (test-only)")
@@ -84,6 +91,8 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         log.warning("the database is empty: no terminals, keys or cards; " + DEMO_HOW)
     ensure_accounts(conn)
     present = demo.material_present(conn, hasher.pan(demo.DEMO_CARD_PAN))
+    if (settings.home / "hash.key").exists():
+        present += demo.published_secrets(conn, home_sealer(settings.home).open)
     if present:
         log.warning(
             "DEMO MATERIAL PRESENT: never in production: anyone can MAC, encrypt PINs"
@@ -100,11 +109,25 @@ def check_demo(settings: Settings, custody: Custody) -> None:
         )
 
 
-def _load_reference(conn: Connection, now: datetime) -> Reference:
+def _load_reference(conn: Connection, now: datetime, unseal: Unseal) -> Reference:
     """Fresh reference data; keys whose grace period is over are retired on the way
     (the key poll then sees the change and reloads the keys)."""
     expire_grace(conn, now)
-    return load_reference(conn)
+    return load_reference(conn, unseal)
+
+
+def unsealer(sealer: Sealer) -> Unseal:
+    """Open billers' secrets for the reference snapshot; one that does not open leaves its
+    biller without an endpoint, said in the log (never the secret)."""
+
+    def unseal(code: str, sealed: str) -> bytes | None:
+        try:
+            return sealer.open(code, sealed)
+        except SealError as exc:
+            log.warning("biller secret unusable", biller=code, error=str(exc))
+            return None
+
+    return unseal
 
 
 def _pin_hold(settings: Settings) -> float:
@@ -128,6 +151,7 @@ class SwitchApp:
         self.channels: list[Channel] = []
         self.ports: dict[str, int] = {}
         self._purge_stopping = False
+        self._demo_billers: demo_billers.DemoBillers | None = None
 
     def prepare(self) -> None:
         s = self.settings
@@ -138,13 +162,15 @@ class SwitchApp:
         log.info("HSM ready", hsm=s.hsm.url, lmk=self.lmk)
         if custody.warning():
             log.warning(custody.warning())
-        hasher = Hasher(load_or_create_key(s.home / "hash.key"))
+        home_key = load_or_create_key(s.home / "hash.key")
+        hasher = Hasher(home_key)
+        self._unseal = unsealer(Sealer(home_key))
         if self.worker is None:
             prepare_database(s, hasher)
         self.engine = make_engine(s.db_url(), timeouts=s.database)
         self.read_engine = make_engine(s.db_url(), write=False, timeouts=s.database)
         with self.read_engine.connect() as conn:
-            self._reference = load_reference(conn)
+            self._reference = load_reference(conn, self._unseal)
             self._keys = load_keys(conn)
             self._keys_version = keys_version(conn)
         self.hsm = custody.hsm
@@ -165,6 +191,10 @@ class SwitchApp:
             s.ledger.read_queue_max,
             deadline=s.ledger.deadline,
         )
+        # Online billers' endpoints come from the reference snapshot of the moment: a
+        # changed URL or secret takes effect at the next refresh (the adapter's pool
+        # for that biller is made afresh when its endpoint changes).
+        self.online = OnlineAdapter(self.reactor, lambda code: self._reference.endpoint(code))
         held = HeldDebtsAdapter(
             lambda code, acc, period: self.reads.run(queries.bill, code, acc, period)
         )
@@ -173,7 +203,7 @@ class SwitchApp:
             sign_ons=SignOns(self.reads, s.sign_on_cache),
             reads=self.reads,
             writer=self.writer,
-            router=Router({"held": held}),
+            router=Router({"held": held, "outline": OutlineAdapter(), "online": self.online}),
             hasher=hasher,
             cutover=s.cutover,
             timezone=s.timezone,
@@ -189,6 +219,8 @@ class SwitchApp:
             key_grace=s.hsm.key_grace,
             issuer_bins=s.issuer.bins,
             pin_tries=s.issuer.pin_tries,
+            intents=Intents(self.reads.transaction),
+            ledger_deadline=s.ledger.deadline,
         )
         self.pipeline = Pipeline(self.services)
         self.delivery = DeliveryLoop(
@@ -204,6 +236,7 @@ class SwitchApp:
         return self.services.router.adapter(biller.kind)
 
     def start(self) -> None:
+        s = self.settings
         self.writer.start()
         self.reads.start()
         self._roll_business_day()
@@ -217,6 +250,8 @@ class SwitchApp:
         self._purge.clock = self.reactor
         self._purge.start(self.settings.ledger.purge_every, now=True)
         self.delivery.start()
+        if s.demo_data and s.demo_biller_sim and self.worker in (None, 0):
+            self._demo_billers = demo_billers.start(self.reactor, s.home)
         for cs in self.settings.channels:
             if cs.enabled:
                 channel = Channel(self.reactor, cs, self.pipeline)
@@ -229,6 +264,8 @@ class SwitchApp:
         reactor runs: every port and thread is released, so the process can exit."""
         for channel in self.channels:
             channel.stop_listening()
+        if self._demo_billers is not None:
+            self._demo_billers.stop()
         if hasattr(self, "delivery"):
             self.delivery.stop(0)  # nothing claimed yet: only its timers
         for part in ("writer", "reads"):
@@ -240,7 +277,7 @@ class SwitchApp:
 
     def reload_reference(self) -> Deferred[Reference | None]:
         """Re-read acquirers, terminals and billers (after an operator change)."""
-        d = self.reads.transaction(_load_reference, datetime.now(UTC))
+        d = self.reads.transaction(_load_reference, datetime.now(UTC), self._unseal)
         d.addCallback(self._set_reference)
         d.addErrback(self._refresh_failed)
         return d
@@ -348,6 +385,9 @@ class SwitchApp:
         # closing; only then is the writer stopped (nothing is left to queue).
         yield DeferredList([c.drain(timeout) for c in self.channels])
         yield delivered
+        yield self.online.close()  # the billers' idle connections
+        if self._demo_billers is not None:
+            yield self._demo_billers.stop()
         yield deferToThread(self.writer.stop)
         self.reads.stop()
         self.engine.dispose()

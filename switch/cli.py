@@ -1,4 +1,5 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, lmk, hsm-sim, biller-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, lmk, hsm-sim, biller-sim,
+loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -19,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import cards_cli, keys_cli, lmk_cli, metrics, systemd
+from switch import billers_cli, cards_cli, keys_cli, lmk_cli, metrics, systemd
 from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.custody import CustodyError
 from switch.existing_db import NoDatabase, open_existing
@@ -69,6 +70,7 @@ _EXAMPLES = """examples:
   billswitch config check --config site.toml
   billswitch keys list --home /var/lib/billswitch
   billswitch cards reset-tries WAL:1f2e3d4c5b6a7980
+  billswitch billers add MOB02 --name 'Mobile Top-up' --kind outline --currency 944
 """
 
 
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _with_actions(keys_cli.add_arguments(sub))
     _with_actions(cards_cli.add_arguments(sub))
+    _with_actions(billers_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -425,6 +428,20 @@ def cmd_cards(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_billers(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        engine = open_existing(settings, write=args.action != "list")
+    except NoDatabase as exc:
+        return billers_cli.fail(str(exc))
+    try:
+        return billers_cli.run(args, engine, settings.home, settings.reference_refresh)
+    except billers_cli.BillerCommandError as exc:
+        return billers_cli.fail(str(exc))
+    finally:
+        engine.dispose()
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """``config check`` loads and validates (errors reach main's one-line handler)."""
     settings = _settings(args)
@@ -441,6 +458,7 @@ COMMANDS = {
     "config": cmd_config,
     "keys": cmd_keys,
     "cards": cmd_cards,
+    "billers": cmd_billers,
     "lmk": cmd_lmk,
 }
 

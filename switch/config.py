@@ -101,6 +101,7 @@ class Settings:
     reference_refresh: float = 30.0  # seconds between re-reads of terminals and billers
     stop_timeout: float = 15.0  # seconds a stop waits for answers in flight before closing
     demo_data: bool = False  # load the public demo data (test LMK) into an empty database
+    demo_biller_sim: bool = True  # with demo data: the reference biller server on 8090 too
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     hsm: HsmSettings = field(default_factory=HsmSettings)
     database: Timeouts = field(default_factory=Timeouts)  # [database]: bounds on waiting

@@ -10,8 +10,10 @@ when the lease passes) and delivers each:
 
 - ``pay``: ``adapter.pay``; an acceptance is done;
 - ``reverse``: ``adapter.reverse`` (the adapter counts a 404 as done);
-- ``settle``: ``adapter.status``, then ``adapter.reverse`` if the biller holds the
-  payment as accepted; unknown or already reversed there is done.
+- ``settle``: done at once if the ledger posted the payment (a retransmission armed
+  the row again after the posting removed it: the payment stands); else
+  ``adapter.status``, then ``adapter.reverse`` if the biller holds the payment as
+  accepted; unknown or already reversed there is done.
 
 A transient failure (unavailable, in doubt, or anything unexpected) tries the
 row again after a delay that doubles per attempt, with jitter, up to
@@ -49,7 +51,7 @@ from routing.billers import BillerError, InDoubt, Unavailable
 from routing.routes import BillerAdapter
 from switch import metrics
 from switch.config import OutboxSettings
-from switch.ledger import outbox
+from switch.ledger import online, outbox
 from switch.ledger.outbox import Claimed
 
 log = structlog.get_logger(__name__)
@@ -247,6 +249,10 @@ class DeliveryLoop:
         adapter = self._adapter_for(row.biller_code)
         if not adapter.remote:
             raise NotOnline(f"{row.biller_code} is a {adapter.kind} biller")
+        if row.action == outbox.SETTLE:  # the ledger first: a posted payment stands
+            d = self._db(online.posted, row.payment_id)
+            d.addCallback(lambda posted: None if posted else DELIVER[row.action](adapter, row))
+            return d
         return DELIVER[row.action](adapter, row)
 
     def _acknowledged(self, _: Any, row: Claimed) -> Deferred[Any]:

@@ -6,6 +6,7 @@ ids, the biller ``UTIL01`` and its accounts are what test clients rely on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, func, insert, select
@@ -74,6 +75,53 @@ BILLERS = [
     },
 ]
 
+# Billers of issue 11, added to any demo database that lacks them (``add_demo_billers``).
+# MOB01 is outline; TEL01 and PWR01 are online, served by the reference biller server
+# (``billswitch biller-sim``) on 8090 with these TEST-ONLY secrets, published like the
+# demo keys (README): anyone can sign as these billers.
+DEMO_BILLER_SECRETS = {
+    "TEL01": b"TEL01-demo-secret-not-for-production",
+    "PWR01": b"PWR01-demo-secret-not-for-production",
+}
+_ONLINE = {"kind": "online", "currency": "944", "fee_fixed": 0, "status": "active"}
+MORE_BILLERS = [
+    {
+        "code": "MOB01",
+        "name": "Demo Mobile Top-up",
+        "kind": "outline",
+        "currency": "944",
+        "min_amount": 100,
+        "max_amount": 5_000_000,
+        "partial_allowed": True,
+        "overpay_allowed": True,
+        "fee_fixed": 0,
+        "settlement_account": "AZ00DEMO00000000000000000002",
+        "status": "active",
+    },
+    {
+        **_ONLINE,
+        "code": "TEL01",
+        "name": "Demo Telecom",
+        "min_amount": 1,
+        "max_amount": None,
+        "partial_allowed": True,
+        "overpay_allowed": False,
+        "settlement_account": "AZ00DEMO00000000000000000003",
+        "url": "http://127.0.0.1:8090/TEL01",
+    },
+    {
+        **_ONLINE,
+        "code": "PWR01",
+        "name": "Demo Prepaid Power",
+        "min_amount": 100,
+        "max_amount": 1_000_000,
+        "partial_allowed": True,
+        "overpay_allowed": True,
+        "settlement_account": "AZ00DEMO00000000000000000004",
+        "url": "http://127.0.0.1:8090/PWR01",
+    },
+]
+
 # Holder names as the biller keeps them (several scripts); the wire carries them
 # transliterated and masked.
 SURNAMES = [
@@ -127,6 +175,22 @@ def load_demo(conn: Connection) -> None:
         ],
     )
     ensure_accounts(conn)
+
+
+def add_demo_billers(conn: Connection, seal: Callable[[str, bytes], str]) -> list[str]:
+    """The demo billers this database lacks (its other data untouched), online secrets
+    sealed with ``seal``; returns their codes."""
+    have = set(conn.execute(select(s.billers.c.code)).scalars())
+    rows = [
+        dict(b, secret=seal(b["code"], DEMO_BILLER_SECRETS[b["code"]]))
+        if b["code"] in DEMO_BILLER_SECRETS
+        else b
+        for b in MORE_BILLERS
+        if b["code"] not in have
+    ]
+    for row in rows:
+        conn.execute(insert(s.billers).values(**row))
+    return [r["code"] for r in rows]
 
 
 # -- test-only keys (issue 3): published in the README for test clients ------
@@ -209,6 +273,21 @@ def material_present(conn: Connection, card_pan_hash: str) -> list[str]:
     c = s.cards.c
     if conn.execute(select(c.pan_hash).where(c.pan_hash == card_pan_hash)).first():
         found.append(f"card {mask_pan(DEMO_CARD_PAN)} (published PIN)")
+    return found
+
+
+def published_secrets(conn: Connection, open_: Callable[[str, str], bytes]) -> list[str]:
+    """The demo billers whose stored secret is still the published one."""
+    b = s.billers.c
+    rows = conn.execute(select(b.code, b.secret).where(b.code.in_(DEMO_BILLER_SECRETS))).all()
+    found = []
+    for code, sealed in rows:
+        try:
+            published = sealed and open_(code, sealed) == DEMO_BILLER_SECRETS[code]
+        except Exception:  # another hash.key: not the published secret as far as we can tell
+            published = False
+        if published:
+            found.append(f"biller {code} (published secret)")
     return found
 
 

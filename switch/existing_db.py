@@ -22,8 +22,10 @@ class NoDatabase(Exception):
     """There is no usable billswitch database where the settings point: one line."""
 
 
-def open_existing(settings: Settings) -> Engine:
-    """An engine on the configured database, which must exist at the current schema."""
+def open_existing(settings: Settings, write: bool = False) -> Engine:
+    """An engine on the configured database, which must exist at the current schema;
+    ``write``: SQLite transactions take the write lock first (a command that changes rows
+    while the switch runs then waits for the lock instead of failing on its upgrade)."""
     url = make_url(settings.db_url())
     where = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite":
@@ -33,7 +35,7 @@ def open_existing(settings: Settings) -> Engine:
                 f"no database at {path or where} (start the switch or run 'billswitch migrate'"
                 " with this --home/--db first)"
             )
-    engine = make_engine(settings.db_url(), write=False)
+    engine = make_engine(settings.db_url(), write=write)
     try:
         current = _revision(engine)
     except Exception:

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 from switch.security import cards, mac
 from switch.services import Services
-from switch.steps import checks, inquiry, network, payment, reconciliation, repeats, reversal
+from switch.steps import (
+    checks,
+    inquiry,
+    network,
+    online,
+    payment,
+    reconciliation,
+    repeats,
+    reversal,
+)
 from switch.transaction import Transaction
 
 Step = Callable[[Transaction, Services], Awaitable[dict[str, str] | None]]
@@ -49,11 +58,17 @@ FLOWS: dict[tuple[str, str | None], Flow] = {
     ("0200", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),
         _MONEY_ENTRY
-        + (checks.bill_data, checks.route, checks.amount, cards.verify_on_us_pin, payment.pay),
+        + (
+            checks.bill_data,
+            checks.route,
+            checks.amount,
+            cards.verify_on_us_pin,
+            online.pay_by_kind,
+        ),
     ),
     ("0220", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),
-        _MONEY_ENTRY + (checks.bill_data, payment.advice_route, payment.record_advice),
+        _MONEY_ENTRY + (checks.bill_data, payment.advice_route, online.advice_by_kind),
     ),
     ("0400", None): _REVERSAL,
     ("0420", None): _REVERSAL,

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from hsm_sim.interface import HsmFailure
 from iso.dialect import Encoded, encode_message
 from iso.errors import IsoFormatError
+from routing.billers import BillerError
 from switch import metrics
 from switch.errors import Decline, FormatError, NotSupported
 from switch.flows import ACCOUNT_TYPES, BY_PROCESSING_CODE, FLOWS, Flow
@@ -143,6 +144,8 @@ def _declined(t: Transaction, exc: Exception) -> tuple[str, str]:
         if exc.alert:  # the switch's own configuration: an operator must act
             log.error("operator action needed", code=exc.code, reason=str(exc), **_who(t))
         return exc.code, str(exc)
+    if isinstance(exc, BillerError):  # a biller's refusal or trouble: its own code
+        return exc.code, f"biller: {type(exc).__name__}: {exc}"
     if isinstance(exc, HsmFailure):  # timeout, unreachable, or an HSM error code
         return "96", f"HSM: {type(exc).__name__}"
     log.error("transaction failed", mti=t.mti, stan=t.request.get("11"), exc_info=exc)

@@ -9,6 +9,7 @@ from datetime import time
 from hsm_sim.interface import Hsm
 from routing.routes import Router
 from switch.cardholder import Hasher
+from switch.intents import Intents
 from switch.ledger.reads import Reads
 from switch.ledger.reference import Reference
 from switch.ledger.writer import LedgerWriter
@@ -36,3 +37,5 @@ class Services:
     issuer_bins: tuple[str, ...] = ()
     pin_tries: int = 3
     cards: CardCache = field(default_factory=CardCache)
+    intents: Intents | None = None  # online payments' settle rows (switch/intents.py)
+    ledger_deadline: float = 10.0  # seconds: no payment is posted later than this

@@ -137,6 +137,12 @@ RULES: dict[str, Rule] = {
         between(0, 3600, above=True),
     ),
     "demo_data": Rule("load the demo data into an empty database", "true, false"),
+    "demo_biller_sim": Rule(
+        "with demo_data: serve the online demo billers (TEL01, PWR01) from the reference"
+        " biller server inside the switch, on 127.0.0.1:8090 (false: run `billswitch"
+        " biller-sim` yourself)",
+        "true, false",
+    ),
     "ledger.batch_max": Rule("orders per group commit", "1-10000", between(1, 10000)),
     "ledger.queue_max": Rule(
         "queued ledger orders before new ones get 91", "1-1000000", between(1, 1_000_000)

@@ -20,6 +20,7 @@ from tests.client import IsoClient
 
 CONFIG = """{top}
 metrics_port = 0
+demo_biller_sim = false  # tests start their own biller server on a free port
 log_level = "info"
 [channels.atm]
 port = 0

@@ -40,7 +40,7 @@ def _out(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
     return captured.out, captured.err
 
 
-@pytest.mark.parametrize("command", [["cards", "list"], ["keys", "list"]])
+@pytest.mark.parametrize("command", [["cards", "list"], ["keys", "list"], ["billers", "list"]])
 def test_read_only_commands_do_not_create_a_database(
     tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -195,7 +195,8 @@ def test_hsm_sim_warns_of_the_test_lmk_and_says_when_it_stops() -> None:
 HELPS = [
     [], ["run"], ["migrate"], ["config", "check"], ["config", "show"], ["keys", "generate"],
     ["keys", "import"], ["keys", "retire"], ["cards", "list"], ["cards", "reset-tries"],
-    ["lmk", "generate"], ["hsm-sim"], ["loadtest"],
+    ["lmk", "generate"], ["hsm-sim"], ["loadtest"], ["billers", "list"], ["billers", "add"],
+    ["billers", "set"],
 ]  # fmt: skip
 
 

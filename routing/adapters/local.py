@@ -14,6 +14,9 @@ from routing.billers import Accepted, PaymentRequest, PaymentStatus
 class LocalAdapter:
     remote = False
 
+    def available(self, biller_code: str) -> bool:
+        return True  # the ledger is the biller here
+
     def pay(self, biller_code: str, payment: PaymentRequest) -> Deferred[Accepted]:
         return fail(TypeError(f"{biller_code}: a local biller's payments are made in the ledger"))
 

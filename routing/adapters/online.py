@@ -163,6 +163,11 @@ class OnlineAdapter:
         biller = self._billers.get(biller_code)
         return biller.circuit.state if biller else State.CLOSED
 
+    def available(self, biller_code: str) -> bool:
+        """False while the biller's circuit is open: a payment is then refused (91) before
+        anything is written or sent, at the cost of a dictionary look-up."""
+        return self.circuit_state(biller_code) is not State.OPEN
+
     def close(self) -> Deferred[Any]:
         """Close every biller's idle connections (at shutdown)."""
         return DeferredList([b.line.close() for b in self._billers.values()])

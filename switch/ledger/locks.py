@@ -67,7 +67,7 @@ def lock_in_order(
     payments = [o for o in orders if isinstance(o, PaymentOrder)]
     reversals = [o for o in orders if isinstance(o, ReversalOrder)]
     originals = original_payments(conn, [r.original for r in reversals])  # locked in key order
-    accounts = {o.account_key for o in payments if o.biller is not None}
+    accounts = {o.account_key for o in payments if o.debts_held}
     debts = allocated_debts(conn, {p.id for p in originals.values()})
     day = _lock_debts(conn, accounts, debts, clock_day)
     refilled = {p.debit_account for p in originals.values() if acc.is_wallet(p.debit_account)}

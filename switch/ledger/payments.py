@@ -1,4 +1,8 @@
-"""Bill payments (0200) and payment advices (0220) for billers whose debts the switch holds.
+"""Bill payments (0200) and payment advices (0220) recorded in the ledger.
+
+Billers whose debts the switch holds (held) are decided against those debts;
+outline billers' payments skip the debts (any account, any amount within the
+limits the pipeline checked) and post the same journal entries.
 
 A batch of payments costs a fixed handful of statements: one locking read of
 their open debts (and of the customers without any), one draw of ids, then its
@@ -75,15 +79,27 @@ class PaymentOrder(BatchOrder):
         return (self.biller.code if self.biller else "", self.account)
 
     @property
+    def debts_held(self) -> bool:
+        """Whether the switch holds this biller's debts: only then is the account looked
+        up and the amount decided against what it owes (outline billers take any account,
+        the amount checked against their limits before the ledger)."""
+        return self.biller is not None and self.biller.debts_held
+
+    @property
     def fee(self) -> int:
         return self.biller.fee_fixed if self.biller else 0
+
+    @property
+    def biller_facts(self) -> tuple[str | None, ...]:
+        """An online biller's payment id, reference, receipt and token (online.py)."""
+        return (None, None, None, None)
 
     @classmethod
     def apply_batch(
         cls, conn: Connection, orders: Sequence[Order], now: datetime, writes: Writes
     ) -> list[Outcome]:
         payments: list[PaymentOrder] = list(orders)  # type: ignore[arg-type]
-        keys = {p.account_key for p in payments if p.biller}
+        keys = {p.account_key for p in payments if p.debts_held}
         debts = _open_debts(conn, keys)
         # An account with an open debt is known; only the others need a look-up.
         with_debts = {k for k, found in debts.items() if found}
@@ -170,6 +186,8 @@ def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, _Funds]:
 def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -> Outcome:
     """Approve or decline against the open debts (and an on-us wallet's funds), consuming
     them in memory when approved."""
+    if p.biller is not None and not p.debts_held:  # outline: no debts, no DU
+        return _decide_funds(p, funds) or Outcome("00", _approved([]), claim=PAID)
     open_debts = [x for x in debts.get(p.account_key, []) if not p.period or x.period == p.period]
     due = sum(x.open for x in open_debts)
     if not p.advice:
@@ -177,21 +195,31 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
             return Outcome("14")
         if amount_rule_violation(p.biller, p.amount, due):  # type: ignore[arg-type]
             return Outcome("13", {"due": due})
-    if p.wallet:
-        wallet = funds[p.wallet]
-        if wallet.funds < p.amount + p.fee:
-            return Outcome("51")
-        wallet.funds -= p.amount + p.fee
+    declined = _decide_funds(p, funds)
+    if declined:
+        return declined
     paid = allocate([(x.id, x.open) for x in open_debts], p.amount)
     by_id = {x.id: x for x in open_debts}
     for debt_id, amount in paid:
         by_id[debt_id].open -= amount
-    facts = {
-        "paid": paid,
-        "due": due - sum(a for _, a in paid),
-        "auth_code": f"{secrets.randbelow(1_000_000):06d}",
-    }
-    return Outcome("00", facts, claim=PAID)
+    return Outcome("00", dict(_approved(paid), due=due - sum(a for _, a in paid)), claim=PAID)
+
+
+def _decide_funds(p: PaymentOrder, funds: dict) -> Outcome | None:
+    """An on-us card's wallet must hold the amount and fee (taken in memory); None when it
+    pays (or no wallet pays). A blocked card never gets here: its PIN try was refused."""
+    if not p.wallet:
+        return None
+    wallet = funds[p.wallet]
+    if wallet.funds < p.amount + p.fee:
+        return Outcome("51")
+    wallet.funds -= p.amount + p.fee
+    return None
+
+
+def _approved(paid: list[tuple[int, int]]) -> dict:
+    """An approval's facts: the debts paid, and the authorisation code (DE 38)."""
+    return {"paid": paid, "auth_code": f"{secrets.randbelow(1_000_000):06d}"}
 
 
 def _write(
@@ -244,6 +272,10 @@ _PAYMENTS = (
     "pan_hash",
     "business_day",
     "created_at",
+    "biller_payment_id",
+    "biller_ref",
+    "receipt",
+    "token",
 )
 _ALLOCATIONS = ("payment_id", "debt_id", "amount", "reversed_amount")
 
@@ -272,6 +304,7 @@ def _insert_payments(
             p.pan_hash,
             day(p.business_day),
             at,
+            *p.biller_facts,
         )
         for p, o in approved
     ]

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, bindparam, select
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
+from switch.ledger.online import Reversed, tell_reversals
 from switch.ledger.orders import REVERSED_FIRST, BatchOrder, Order, Outcome, RequestKey
 from switch.ledger.payments import spend_wallets
 from switch.ledger.sql import Writes
@@ -67,7 +68,12 @@ class ReversalOrder(BatchOrder):
             return Outcome("13")
         target = payment.amount - max(self.kept, 0)
         delta = target - payment.reversed_amount
+        if delta > 0 and payment.biller_payment_id and target < payment.amount and not self.advice:
+            return Outcome("12")  # an online biller reverses whole payments only (README)
         if delta > 0:
+            if payment.biller_payment_id:  # an online payment: the biller is told too
+                partial = target < payment.amount
+                work.told.append(Reversed(payment.biller_code, payment.biller_payment_id, partial))
             _restore(payment, allocations.get(payment.id, []), target, work)
             postings = _postings(payment, delta, target, self.business_day)
             work.postings.extend(postings)
@@ -103,6 +109,7 @@ class _Payment:
     fee: int
     currency: str
     reversed_amount: int
+    biller_payment_id: str | None = None  # an online payment's id at its biller
 
 
 @dataclass
@@ -121,6 +128,7 @@ class _Work:
         self.allocations: dict[tuple[int, int], int] = {}  # (payment, debt) -> reversed
         self.postings: list[Posting] = []
         self.wallets_back: dict[str, int] = {}  # wallet account -> funds returned
+        self.told: list[Reversed] = []  # online payments' reversals for their billers
 
     def write(self, conn: Connection, now: datetime, writes: Writes) -> None:
         """One update per table for the whole batch, into the stage's ``writes``."""
@@ -132,6 +140,7 @@ class _Work:
         writes.update(_p.reversed_amount, "{new}", ("id",), list(self.reversed.items()))
         spend_wallets(writes, self.wallets_back, +1)
         post_all(conn, self.postings, now, writes)
+        tell_reversals(conn, self.told, now)
 
 
 _a, _t, _p, _d = s.allocations.c, s.transactions.c, s.payments.c, s.debts.c
@@ -197,6 +206,7 @@ def originals(
             row.fee,
             row.currency,
             row.reversed_amount,
+            row.biller_payment_id,
         )
     return found, tombstones
 

@@ -57,6 +57,15 @@ billers = Table(
     Column("fee_fixed", BigInteger, nullable=False, default=0),
     Column("settlement_account", String(34)),
     Column("status", String(10), nullable=False, default="active"),
+    # Online billers (kind "online") only: how the switch reaches their API (billers.md).
+    Column("url", String(200), comment="online: base URL of the biller's API"),
+    Column(
+        "secret",
+        String(200),
+        comment="online: HMAC secret, sealed (AES-GCM under a key from hash.key)",
+    ),
+    Column("timeout_ms", Integer, nullable=False, server_default="3000"),
+    Column("max_in_flight", Integer, nullable=False, server_default="64"),
 )
 
 customers = Table(
@@ -132,8 +141,19 @@ payments = Table(
     Column("pan_hash", String(64), comment="keyed hash (HMAC-SHA256) of the PAN, for search"),
     Column("business_day", Date, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Online billers (migration 0010): what the biller said when it accepted the payment.
+    Column(
+        "biller_payment_id",
+        String(64),
+        comment="online: the payment's idempotency key at the biller",
+    ),
+    Column("biller_ref", String(64), comment="online: the biller's reference of the payment"),
+    Column("receipt", String(64), comment="online: the biller's fiscal/VAT receipt id (DE 48 VR)"),
+    Column("token", String(64), comment="online: the prepaid token the biller vended (DE 48 TK)"),
 )
 Index("ix_payments_biller_day", payments.c.biller_code, payments.c.business_day)
+# A settle row asks whether its payment was posted (switch/ledger/online.py, migration 0010).
+Index("ix_payments_biller_payment_id", payments.c.biller_payment_id)
 
 allocations = Table(
     "allocations",
@@ -214,7 +234,7 @@ cards = Table(
     ),
 )
 
-# -- PIN tries (migration 0010): a table of their own ----------------------
+# -- PIN tries (migration 0011): a table of their own ----------------------
 # Apart from the card row, which the ledger locks to pay from the wallet: reserving
 # a try must not wait for a ledger batch's commit, nor a ledger batch for a
 # reservation's (switch/security/tries.py).

@@ -19,8 +19,11 @@ async def inquire(t: Transaction, sv: Services) -> dict[str, str]:
     bill = await adapter.fetch_bill(biller.code, t.bill_data["AC"], t.bill_data.get("PE"))
     if bill is None:
         raise UnknownAccount("account unknown at the biller")
-    t.out_bill.update(NM=mask_name(bill.name), DU=amount_field(bill.amount_due))
+    if bill.name:
+        t.out_bill["NM"] = mask_name(bill.name)
+    if bill.amount_due is not None:
+        t.out_bill["DU"] = amount_field(bill.amount_due)
+        t.out["54"] = additional_amount(bill.amount_due, biller.currency, AMOUNT_DUE)
     t.out["48"] = build_bill_data(t.out_bill)
-    t.out["54"] = additional_amount(bill.amount_due, biller.currency, AMOUNT_DUE)
     t.out.setdefault("49", biller.currency)
     return t.response("00")

@@ -35,9 +35,12 @@ def payment_response(t: Transaction, outcome: Outcome) -> dict[str, str]:
     return t.response("00", out)
 
 
-def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
+def order(
+    t: Transaction, sv: Services, advice: bool, kind: type[PaymentOrder] = PaymentOrder
+) -> PaymentOrder:
+    """The ledger order of this payment or advice (``kind``: online billers' have theirs)."""
     pan = t.request.get("2")
-    return PaymentOrder(
+    return kind(
         key=request_key(t),
         request_hash=sv.hasher.request(t.mti, t.request),
         respond=lambda outcome: payment_response(t, outcome),
@@ -57,10 +60,16 @@ def _order(t: Transaction, sv: Services, advice: bool) -> PaymentOrder:
 
 
 async def pay(t: Transaction, sv: Services) -> dict[str, str]:
-    recorded = await sv.writer.submit(_order(t, sv, advice=False), t.received_at)
-    if t.pin_released is not None:  # released meanwhile, as a rule (cards.py)
-        await t.pin_released
+    recorded = await sv.writer.submit(order(t, sv, advice=False), t.received_at)
+    await pin_released(t)
     return recorded.response
+
+
+async def pin_released(t: Transaction) -> None:
+    """A right PIN's try is released with the next batch of tries while the payment goes
+    on (switch/security/cards.py); its answer waits for that, so an answer means released."""
+    if t.pin_released is not None:  # released meanwhile, as a rule
+        await t.pin_released
 
 
 async def advice_route(t: Transaction, sv: Services) -> None:
@@ -74,5 +83,5 @@ async def advice_route(t: Transaction, sv: Services) -> None:
 
 
 async def record_advice(t: Transaction, sv: Services) -> dict[str, str]:
-    recorded = await sv.writer.submit(_order(t, sv, advice=True), t.received_at)
+    recorded = await sv.writer.submit(order(t, sv, advice=True), t.received_at)
     return recorded.response

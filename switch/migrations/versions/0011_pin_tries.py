@@ -8,16 +8,16 @@ PIN resets the wrong tries without wiping a try still being verified;
 wallet, and reservations would wait for its batches (and they for them). The wrong
 tries counted so far move here from ``cards.pin_tries``.
 
-Revision ID: 0010
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
