@@ -13,10 +13,11 @@ wallet, and reservations on it took turns with the ledger's batches, each waitin
 for the other's commit. Nothing else locks ``pin_tries``.
 
 What the requests in flight ask goes to the database together, as the ledger writer's
-orders do: while one transaction is out, asks queue, and the next takes them all (the
-reservations of distinct cards in one statement, the settlements a statement per
-card). So a PIN payment costs a share of two small transactions (its reservation, its
-release), never one of its own, and waits only for the first.
+orders do: while one transaction is out, asks queue, and the next takes them all: the
+batch's rows read under lock, decided in Python, written back in one statement,
+however many asks and cards. So a PIN payment costs a share of two small
+transactions (its reservation, its release), never one of its own, and waits only
+for the first.
 
 A card whose tries left are all in flight (wrong tries and pending reach the limit,
 the wrong tries alone do not) is not blocked: the next request for it waits for a try
@@ -52,31 +53,35 @@ class TriesInFlight(SystemFailure):
     """Every try the card has left was being verified until the request's deadline."""
 
 
-# Reserved tries count while pending_until is ahead (see the module docstring).
-_LIVE = "(CASE WHEN pending_until > :now THEN pending ELSE 0 END)"
-_RESERVE = (
-    f"UPDATE pin_tries SET pending = {_LIVE} + 1, pending_until = :until"
-    " WHERE pan_hash IN {cards} AND tries + " + _LIVE + " < :limit RETURNING pan_hash"
+# PostgreSQL: the batch's rows locked in one order (every node's batches: none deadlock),
+# read, decided here and written back in one statement. SQLite: a first write takes the
+# database's write lock before the read (a read first could not become a write after
+# another connection's commit).
+_READ = (
+    "SELECT pan_hash, tries, pending, pending_until FROM pin_tries"
+    " WHERE pan_hash IN :cards ORDER BY pan_hash"
 )
-# PostgreSQL: every node's batches lock their rows in one order, so none deadlock.
-_LOCKED = "(SELECT pan_hash FROM pin_tries WHERE pan_hash IN :cards ORDER BY pan_hash FOR UPDATE)"
-_OPEN = "SELECT pan_hash FROM pin_tries WHERE pan_hash IN :cards AND tries < :limit"
-_SETTLE = (
-    "UPDATE pin_tries SET tries = CASE WHEN :right > 0 THEN 0 ELSE tries END + :wrong,"
-    " pending = CASE WHEN pending > :settled THEN pending - :settled ELSE 0 END"
-    " WHERE pan_hash = :card RETURNING tries"
-)
-
-
-def _statement(sql: str) -> Any:
-    return text(sql).bindparams(bindparam("cards", expanding=True))
-
-
-_STATEMENTS = {
-    (postgres, name): _statement(sql.replace("{cards}", _LOCKED if postgres else ":cards"))
-    for postgres in (True, False)
-    for name, sql in (("reserve", _RESERVE), ("lock", _LOCKED[1:-1]), ("open", _OPEN))
+_READ_STATEMENTS = {
+    True: text(_READ + " FOR UPDATE").bindparams(bindparam("cards", expanding=True)),
+    False: text(_READ).bindparams(bindparam("cards", expanding=True)),
 }
+_TAKE_WRITE_LOCK = text(
+    "UPDATE pin_tries SET pending = pending WHERE pan_hash IN :cards"
+).bindparams(bindparam("cards", expanding=True))
+_WRITE = (
+    "WITH v(card, tries, pending, pending_until) AS (VALUES {rows})"
+    " UPDATE pin_tries SET tries = v.tries, pending = v.pending,"
+    " pending_until = v.pending_until FROM v WHERE pin_tries.pan_hash = v.card"
+)
+
+
+@dataclass
+class _Row:
+    """A card's tries as read (locked) in the batch's transaction, and as decided."""
+
+    tries: int
+    pending: int
+    until: int
 
 
 def apply_asks(
@@ -84,68 +89,83 @@ def apply_asks(
 ) -> list[Any]:
     """One transaction for a batch of ``(kind, pan_hash)``: settlements first (a wrong try
     gets the wrong tries counted up to it), then reservations in arrival order (True,
-    False for a blocked card, BUSY). Each round of reservations is one statement over
-    distinct cards; a card asked for twice is asked again in the next round."""
+    False for a blocked card, BUSY). Two statements (three on SQLite) whatever the batch:
+    the cards' rows read under lock, decided here, written back in one statement."""
+    cards = sorted({card for _, card in asks})
+    postgres = is_postgres(conn)
+    if not postgres:
+        conn.execute(_TAKE_WRITE_LOCK, {"cards": cards})
+    rows = {
+        card: _Row(tries, pending, until)
+        for card, tries, pending, until in conn.execute(
+            _READ_STATEMENTS[postgres], {"cards": cards}
+        )
+    }
+    before = {card: (r.tries, r.pending, r.until) for card, r in rows.items()}
     results: list[Any] = [None] * len(asks)
-    reserves = [i for i, (kind, _) in enumerate(asks) if kind == RESERVE]
-    cards = {card for _, card in asks}
-    several_statements = len(reserves) < len(asks) or len({asks[i][1] for i in reserves}) < len(
-        reserves
-    )
-    if is_postgres(conn) and len(cards) > 1 and several_statements:
-        conn.execute(_STATEMENTS[True, "lock"], {"cards": sorted(cards)})
-    _settle(conn, asks, results, limit)
-    refused: dict[str, Any] = {}
-    while reserves:
-        asked, reserves, part, seen = reserves, [], [], set()
-        for i in asked:
-            card = asks[i][1]
-            if card in refused:
-                results[i] = refused[card]
-            elif card in seen:
-                reserves.append(i)
-            else:
-                part.append(i)
-                seen.add(card)
-        refused |= _reserve(conn, [asks[i][1] for i in part], limit, now, hold)
-        for i in part:
-            results[i] = refused.get(asks[i][1], True)
+    _settle(rows, asks, results, limit)
+    _reserve(rows, asks, results, limit, now, hold)
+    changed = [(c, r) for c, r in rows.items() if (r.tries, r.pending, r.until) != before[c]]
+    if changed:
+        _write(conn, changed)
     return results
 
 
-def _reserve(conn: Connection, cards: list[str], limit: int, now: int, hold: int) -> dict:
-    """Reserve a try on each card; returns the refused ones, each False (blocked) or BUSY."""
-    if not cards:
-        return {}
-    postgres = is_postgres(conn)
-    params = {"cards": cards, "now": now, "until": now + hold, "limit": limit}
-    granted = {row[0] for row in conn.execute(_STATEMENTS[postgres, "reserve"], params)}
-    refused = [card for card in cards if card not in granted]
-    if not refused:
-        return {}
-    still_open = {
-        row[0]
-        for row in conn.execute(_STATEMENTS[postgres, "open"], {"cards": refused, "limit": limit})
-    }
-    return {card: BUSY if card in still_open else False for card in refused}
-
-
-def _settle(conn: Connection, asks: list[tuple[str, str]], results: list[Any], limit: int) -> None:
+def _settle(
+    rows: dict[str, _Row], asks: list[tuple[str, str]], results: list[Any], limit: int
+) -> None:
     """Count the wrong tries, release the right ones (resetting the count: wrong tries
-    settled with a right one count after it) and give back the undecided ones, a
-    statement per card. Each wrong try's result is the count with it."""
+    settled with a right one count after it) and give back the undecided ones. Each
+    wrong try's result is the count with it (the limit for a card without a row)."""
     by_card: dict[str, list[int]] = {}
     for i, (kind, card) in enumerate(asks):
         if kind != RESERVE:
             by_card.setdefault(card, []).append(i)
-    for card, mine in sorted(by_card.items()):
+    for card, mine in by_card.items():
         wrong = [i for i in mine if asks[i][0] == WRONG]
-        right = sum(1 for i in mine if asks[i][0] == RIGHT)
-        params = {"wrong": len(wrong), "right": right, "settled": len(mine), "card": card}
-        tries = conn.execute(text(_SETTLE), params).scalar()
-        after = limit if tries is None else tries  # the card is gone: nothing more to try
+        row = rows.get(card)
+        if row is not None:
+            right = any(asks[i][0] == RIGHT for i in mine)
+            row.tries = (0 if right else row.tries) + len(wrong)
+            row.pending = max(row.pending - len(mine), 0)
+        after = limit if row is None else row.tries
         for n, i in enumerate(wrong):
             results[i] = after - len(wrong) + n + 1
+
+
+def _reserve(
+    rows: dict[str, _Row],
+    asks: list[tuple[str, str]],
+    results: list[Any],
+    limit: int,
+    now: int,
+    hold: int,
+) -> None:
+    """A try for each reservation, in arrival order, while the card's wrong tries and
+    those in flight (reserved before ``pending_until``) stay below the limit; the rest
+    False (the card is blocked, or has no row) or BUSY (every try left is in flight)."""
+    for i, (kind, card) in enumerate(asks):
+        if kind != RESERVE:
+            continue
+        row = rows.get(card)
+        if row is None or row.tries >= limit:
+            results[i] = False
+            continue
+        live = row.pending if row.until > now else 0
+        if row.tries + live >= limit:
+            results[i] = BUSY
+            continue
+        row.pending, row.until = live + 1, now + hold
+        results[i] = True
+
+
+def _write(conn: Connection, changed: list[tuple[str, _Row]]) -> None:
+    """The decided rows in one statement."""
+    marks = ", ".join(f"(:c{n}, :t{n}, :p{n}, :u{n})" for n in range(len(changed)))
+    params: dict[str, Any] = {}
+    for n, (card, row) in enumerate(changed):
+        params |= {f"c{n}": card, f"t{n}": row.tries, f"p{n}": row.pending, f"u{n}": row.until}
+    conn.execute(text(_WRITE.format(rows=marks)), params)
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """PIN tries are reserved in the card's pin_tries row before the HSM verifies them
 (issue 9 item 4).
 
-The statements of switch/security/tries.py on both backends:
-a reservation is one conditional UPDATE, so tries racing each other (threads here,
-requests in flight or other nodes on the wire) cannot together pass the limit.
+The statements of switch/security/tries.py on both backends: a batch reads its
+cards' rows under lock (PostgreSQL) or under the database's write lock (SQLite), so
+tries racing each other (threads here, requests in flight or other nodes on the
+wire) cannot together pass the limit; and a batch is the same few statements
+whatever its size.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, update
+from sqlalchemy import Engine, create_engine, event, insert, select, update
 
 from switch.ledger import schema as s
 from switch.ledger.accounts import ensure_account
@@ -28,22 +30,26 @@ NOW, HOLD = 1_000_000, 60
 def engine(db_url: str) -> Iterator[Engine]:
     engine = create_engine(db_url)
     migrate(engine)
+    _add_card(engine, CARD, "WALLET:1")
+    yield engine
+    engine.dispose()
+
+
+def _add_card(engine: Engine, pan_hash: str, wallet: str) -> None:
     with engine.begin() as conn:
-        ensure_account(conn, "WALLET:1", "wallet", "issuer", "944")
+        ensure_account(conn, wallet, "wallet", "issuer", "944")
         conn.execute(
             insert(s.cards).values(
-                pan_hash=CARD,
+                pan_hash=pan_hash,
                 masked_pan="999000******0001",
                 pvki="1",
                 pvv="1234",
-                wallet_account="WALLET:1",
+                wallet_account=wallet,
                 currency="944",
                 status="active",
             )
         )
-        conn.execute(insert(s.pin_tries).values(pan_hash=CARD, tries=0, pending=0))
-    yield engine
-    engine.dispose()
+        conn.execute(insert(s.pin_tries).values(pan_hash=pan_hash, tries=0, pending=0))
 
 
 def _tries(engine: Engine) -> tuple[int, int]:
@@ -164,3 +170,41 @@ def test_reservations_left_behind_run_out_after_the_hold(engine: Engine) -> None
     assert _tries(engine) == (1, 1)
     _set_tries(engine, LIMIT, 0, until=0)
     assert _reserve(engine, now=NOW + 10 * HOLD) is False
+
+
+def _statements(engine: Engine, asks: list[tuple[str, str]]) -> tuple[int, list]:  # type: ignore[type-arg]
+    seen: list[str] = []
+
+    def _seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", _seen)
+    try:
+        results = _asks(engine, *asks)
+    finally:
+        event.remove(engine, "before_cursor_execute", _seen)
+    return len([x for x in seen if not x.startswith(("BEGIN", "COMMIT"))]), results
+
+
+def test_a_batch_is_the_same_few_statements_whatever_its_size(engine: Engine) -> None:
+    """Each statement is a round trip every ask of the batch waits for, and the ledger's
+    batches wait for nothing of it: a batch reads its rows (PostgreSQL: locked; SQLite:
+    after taking the write lock) and writes them back in one statement, however many
+    cards and asks. (Once a statement per card settled and per round reserved.)"""
+    cards = [f"{n:064x}" for n in range(10)]
+    for n, card in enumerate(cards):
+        _add_card(engine, card, f"WALLET:{n + 2}")
+    one = [(RESERVE, cards[0])]
+    reserved = [(RESERVE, card) for card in cards for _ in range(2)]
+    settled = [(kind, card) for card in cards for kind in (WRONG, RIGHT)]
+    expected = 2 if engine.dialect.name == "postgresql" else 3
+    assert _statements(engine, one) == (expected, [True])
+    assert _statements(engine, reserved) == (expected, [True] * 20)
+    count, results = _statements(engine, settled + reserved)
+    assert count == expected
+    # A wrong try settled with a right one counts after it: one wrong try counted, so
+    # two tries left; the first card had one still in flight, so one is reserved.
+    assert results == [1, None] * 10 + [True, BUSY] + [True] * 18
+    with engine.connect() as conn:
+        rows = conn.execute(select(s.pin_tries.c.tries, s.pin_tries.c.pending)).all()
+    assert sorted(rows) == [(0, 0)] + [(1, 2)] * 10
