@@ -27,7 +27,7 @@ from switch.ledger import accounts
 from switch.ledger.accounts import ensure_account
 from switch.ledger.database import make_engine
 from switch.ledger.journal import Posting, post_all
-from switch.ledger.schema import cards, customers, debts
+from switch.ledger.schema import cards, customers, debts, pin_tries
 
 SEED_PERIOD = "209912"
 SEED_INVOICE = "LOADTEST"
@@ -165,12 +165,12 @@ def _insert_cards(conn: Connection, new: dict[str, str], pin: str) -> None:
                 "pvv": visa_pvv(pvk, pan, PVKI, pin),
                 "wallet_account": wallet,
                 "currency": CARD_CURRENCY,
-                "pin_tries": 0,
                 "status": "active",
                 "funds": DEMO_WALLET_FUNDS,
             }
         )
     conn.execute(insert(cards), rows)
+    conn.execute(insert(pin_tries), [{"pan_hash": h, "tries": 0, "pending": 0} for h in new])
     today = date.today()
     postings = [
         Posting(

@@ -45,6 +45,7 @@ from switch.pipeline import Pipeline
 from switch.private_files import make_home, private_database
 from switch.sealing import Sealer, SealError, home_sealer
 from switch.security.keystore import KeyRing, expire_grace, keys_version, load_keys
+from switch.security.tries import PinTries
 from switch.services import Services
 from switch.sessions import SignOns
 
@@ -132,6 +133,13 @@ def unsealer(sealer: Sealer) -> Unseal:
     return unseal
 
 
+def _pin_hold(settings: Settings) -> float:
+    """How long a card's reserved PIN tries count after its last reservation: longer than
+    any try takes to be decided (the HSM's answer, then the ledger's deadline), so only
+    reservations a stopped node or a lost answer left behind run out."""
+    return settings.hsm.timeout + settings.ledger.deadline + 30.0
+
+
 def _select_one(conn: Connection) -> object:
     return conn.exec_driver_sql("SELECT 1").scalar()
 
@@ -205,6 +213,12 @@ class SwitchApp:
             hsm=self.hsm,
             keys=lambda: self._keys,
             set_keys=self.set_keys,
+            pins=PinTries(
+                self.reads.transaction,
+                self.reactor.callLater,
+                s.issuer.pin_tries,
+                hold=_pin_hold(s),
+            ),
             key_grace=s.hsm.key_grace,
             issuer_bins=s.issuer.bins,
             pin_tries=s.issuer.pin_tries,

@@ -3,8 +3,8 @@
 A card is named by its wallet account (``cards list`` shows it with the masked
 PAN), so no full PAN is ever typed on a command line or printed. Resetting the
 wrong-PIN count is what a cardholder asks the issuer for after a 75; it takes
-effect at once on every node (a node reads a blocked card again rather than
-trusting its card cache).
+effect at once on every node (every try is reserved in the ``pin_tries`` table,
+never decided from a node's cache).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from iso.currency import major_units
 from switch.ledger import schema as s
 
 _card = s.cards.c
+_tries = s.pin_tries.c
 
 
 class CardCommandError(Exception):
@@ -56,7 +57,8 @@ _LIST = "{pan:19s}  {wallet:40s}  {funds:>20s}  {tries:>5}  {status}"
 
 def list_cards(conn: Connection) -> list[str]:
     """A header and one line per card (funds in major units); no lines when there are none."""
-    rows = conn.execute(select(s.cards).order_by(_card.wallet_account)).all()
+    query = select(s.cards, _tries.tries).outerjoin(s.pin_tries)
+    rows = conn.execute(query.order_by(_card.wallet_account)).all()
     if not rows:
         return []
     header = _LIST.format(
@@ -67,7 +69,7 @@ def list_cards(conn: Connection) -> list[str]:
             pan=r.masked_pan,
             wallet=r.wallet_account,
             funds=major_units(r.funds, r.currency),
-            tries=r.pin_tries,
+            tries="-" if r.tries is None else r.tries,  # no row: no try is granted
             status=r.status,
         )
         for r in rows
@@ -75,12 +77,19 @@ def list_cards(conn: Connection) -> list[str]:
 
 
 def reset_tries(conn: Connection, wallet: str) -> int:
-    """The count before the reset; the card row is locked while it changes."""
-    query = select(_card.pin_tries).where(_card.wallet_account == wallet)
-    before = conn.execute(query.with_for_update()).scalar_one_or_none()
-    if before is None:
+    """The count before the reset; the card's tries row is locked while it changes."""
+    card = conn.execute(select(_card.pan_hash).where(_card.wallet_account == wallet))
+    pan_hash = card.scalar_one_or_none()
+    if pan_hash is None:
         raise CardCommandError(f"no card with wallet {wallet!r} (see: billswitch cards list)")
-    conn.execute(update(s.cards).where(_card.wallet_account == wallet).values(pin_tries=0))
+    query = select(_tries.tries).where(_tries.pan_hash == pan_hash).with_for_update()
+    before = conn.execute(query).scalar_one_or_none()
+    if before is None:  # a card without its row gets no try: give it one
+        conn.execute(insert(s.pin_tries).values(pan_hash=pan_hash, tries=0, pending=0))
+        return 0
+    # Tries stuck in flight (a node stopped while the HSM verified them) are cleared too.
+    reset = update(s.pin_tries).where(_tries.pan_hash == pan_hash).values(tries=0, pending=0)
+    conn.execute(reset)
     return before
 
 

@@ -277,12 +277,12 @@ def load_demo_card(conn: Connection, pan_hash: str) -> None:
                 "pvv": visa_pvv(pvk, DEMO_CARD_PAN, "1", DEMO_CARD_PIN),
                 "wallet_account": wallet,
                 "currency": "944",
-                "pin_tries": 0,
                 "status": "active",
                 "funds": DEMO_WALLET_FUNDS,
             }
         ],
     )
+    conn.execute(insert(s.pin_tries), [{"pan_hash": pan_hash, "tries": 0, "pending": 0}])
     legs = (("FUNDING:944", DEMO_WALLET_FUNDS), (wallet, -DEMO_WALLET_FUNDS))
     post_all(conn, [Posting("funding", None, None, "944", date.today(), legs)], datetime.now(UTC))
 

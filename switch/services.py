@@ -15,6 +15,7 @@ from switch.ledger.reference import Reference
 from switch.ledger.writer import LedgerWriter
 from switch.security.cache import CardCache
 from switch.security.keystore import KeyRing
+from switch.security.tries import PinTries
 from switch.sessions import SignOns
 
 
@@ -31,6 +32,7 @@ class Services:
     hsm: Hsm
     keys: Callable[[], KeyRing]
     set_keys: Callable[[KeyRing], None]
+    pins: PinTries  # PIN tries reserved in the pin_tries table, batched
     key_grace: float = 300.0
     issuer_bins: tuple[str, ...] = ()
     pin_tries: int = 3

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iso.dialect import base_mti, response_mti
 from switch.errors import FormatError
 from switch.ledger.reference import Biller, Terminal
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Transaction:
     looked_up: bool = False  # its stored answer was looked up already
     wallet: str | None = None  # the on-us wallet account paying, once its PIN verified
     pan_hash: str | None = None  # DE 2's keyed hash, once a step needed it
-    pin_limit: int = 0  # wrong tries that block the card (re-checked by the ledger)
+    pin_released: Deferred[None] | None = None  # a right PIN's try being released
     mti: str = ""
     processing: str = ""  # first two digits of DE 3
     terminal: Terminal | None = None

@@ -73,7 +73,6 @@ class PaymentOrder(BatchOrder):
     masked_pan: str | None = None
     pan_hash: str | None = None
     wallet: str | None = None  # an on-us card's wallet account pays instead of the acquirer
-    pin_limit: int = 0  # with a wallet: a card with this many wrong tries pays nothing (75)
 
     @property
     def account_key(self) -> AccountKey:
@@ -115,7 +114,6 @@ class PaymentOrder(BatchOrder):
 @dataclass
 class _Funds:
     funds: int
-    pin_tries: int
 
 
 @dataclass
@@ -135,7 +133,7 @@ _OPEN = (
     " ORDER BY period, id{lock}"
 )
 _WALLET_FUNDS = (
-    "SELECT wallet_account, funds, pin_tries FROM cards WHERE wallet_account IN ({keys})"
+    "SELECT wallet_account, funds FROM cards WHERE wallet_account IN ({keys})"
     " ORDER BY wallet_account{lock}"  # the lock order (locks.py)
 )
 _OPEN_TOTALS = (
@@ -174,13 +172,15 @@ def _open_debts(conn: Connection, keys: set[AccountKey]) -> dict[AccountKey, lis
 
 
 def _wallet_funds(conn: Connection, wallets: set[str]) -> dict[str, _Funds]:
-    """What each wallet holds and its card's wrong PIN tries, the card row locked until
-    commit: the tries seen here are authoritative (the PIN step may have used a cache)."""
+    """What each wallet holds, the card row locked until commit. (Its PIN tries are not
+    the ledger's business, nor on this row: the PIN step reserved a try in the
+    ``pin_tries`` table before the HSM verified it and refused a blocked card there;
+    see switch/security/tries.py. A blocked card's payment never reaches the ledger.)"""
     if not wallets:
         return {}
     in_keys, params = in_list(conn, wallets)
     rows = conn.exec_driver_sql(_WALLET_FUNDS.format(keys=in_keys, lock=for_update(conn)), params)
-    return {w: _Funds(int(f), tries) for w, f, tries in rows}
+    return {w: _Funds(int(f)) for w, f in rows}
 
 
 def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -> Outcome:
@@ -206,13 +206,11 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
 
 
 def _decide_funds(p: PaymentOrder, funds: dict) -> Outcome | None:
-    """An on-us card's wallet must hold the amount and fee (taken in memory), and its card
-    must not be blocked; None when it pays (or no wallet pays)."""
+    """An on-us card's wallet must hold the amount and fee (taken in memory); None when it
+    pays (or no wallet pays). A blocked card never gets here: its PIN try was refused."""
     if not p.wallet:
         return None
     wallet = funds[p.wallet]
-    if p.pin_limit and wallet.pin_tries >= p.pin_limit:
-        return Outcome("75")
     if wallet.funds < p.amount + p.fee:
         return Outcome("51")
     wallet.funds -= p.amount + p.fee

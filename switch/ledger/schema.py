@@ -226,7 +226,6 @@ cards = Table(
     Column("pvv", String(4), nullable=False),
     Column("wallet_account", String(40), ForeignKey("accounts.code"), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("pin_tries", Integer, nullable=False, default=0),
     Column("status", String(10), nullable=False, default="active"),
     Column(
         "funds",
@@ -235,6 +234,34 @@ cards = Table(
         default=0,
         server_default="0",
         comment="what the wallet holds: always minus the sum of its entries",
+    ),
+)
+
+# -- PIN tries (migration 0011): a table of their own ----------------------
+# Apart from the card row, which the ledger locks to pay from the wallet: reserving
+# a try must not wait for a ledger batch's commit, nor a ledger batch for a
+# reservation's (switch/security/tries.py).
+
+pin_tries = Table(
+    "pin_tries",
+    metadata,
+    Column("pan_hash", String(64), ForeignKey("cards.pan_hash"), primary_key=True),
+    Column("tries", Integer, nullable=False, default=0, server_default="0", comment="wrong PINs"),
+    Column(
+        "pending",
+        Integer,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="PIN tries reserved, their verification not yet decided",
+    ),
+    Column(
+        "pending_until",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="unix time after which the reserved tries are taken as lost (a crash)",
     ),
 )
 

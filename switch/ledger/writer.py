@@ -149,8 +149,7 @@ class LedgerWriter:
         91/96. Runs on the reactor. ``received_at``: when its request arrived (the
         deadline counts from there)."""
         d: Deferred[Recorded] = Deferred()
-        age = time.time() - received_at.timestamp() if received_at else 0.0
-        left = self._deadline - max(age, 0.0)
+        left = self.time_left(received_at)
         ticket = _Ticket(order, d, time.monotonic() + left)
         with self._lock:  # against stop(): an order is either queued before it, or refused
             if self._stopping:
@@ -167,6 +166,12 @@ class LedgerWriter:
                 return d
         self._keep_watch(ticket, left)
         return d
+
+    def time_left(self, received_at: datetime | None) -> float:
+        """Seconds an order of a request received at ``received_at`` has left to be
+        recorded (negative: too late)."""
+        age = time.time() - received_at.timestamp() if received_at else 0.0
+        return self._deadline - max(age, 0.0)
 
     def stop(self) -> None:
         """Finish every queued order, then end the thread (blocks: call off the reactor)."""

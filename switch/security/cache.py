@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,6 @@ class Card:
     pvv: str
     wallet_account: str
     currency: str
-    pin_tries: int
     active: bool
 
 
@@ -21,9 +20,9 @@ class CardCache:
     """Recently used on-us cards, so a PIN check costs no database read.
 
     What the cache may hold stale is harmless: the card's PVV and wallet do not
-    change, a wrong try is counted in the database (and the count read back),
-    and the ledger re-checks the tries limit on the card row it locks when the
-    wallet pays. Entries expire after ``ttl`` seconds.
+    change, and it holds no PIN tries: every try is reserved in the card's ``pin_tries`` row
+    (switch/security/cards.py), which decides for every node at once. Entries
+    expire after ``ttl`` seconds.
     """
 
     def __init__(self, ttl: float = 30.0, size: int = 100_000) -> None:
@@ -41,6 +40,3 @@ class CardCache:
         if len(self._cards) >= self._size:
             self._cards.clear()  # crude, and rare: a full cache starts again
         self._cards[card.pan_hash] = (card, time.monotonic())
-
-    def set_tries(self, card: Card, tries: int) -> None:
-        self.put(replace(card, pin_tries=tries))

@@ -2,9 +2,13 @@
 
 A payment with a card of the issuer's BIN ranges carries a PIN block (DE 52)
 under the terminal's TPK; the HSM checks it against the card's PVV (Visa PVV
-with the issuer's PVK), so the switch never sees the PIN. Wrong PINs are
-counted (55, then 75 once the limit is reached; a right PIN resets the count)
-and the payment is then paid from the card's wallet account in the ledger.
+with the issuer's PVK), so the switch never sees the PIN. Every try is reserved
+in the card's ``pin_tries`` row before the HSM sees it (switch/security/tries.py: wrong tries
+and those in flight on every node counted at once; none left is 75), so
+requests in flight cannot outrun the limit. A wrong PIN is counted (55, or 75
+for the one that reaches the limit); an undecided one (a block the HSM cannot
+read, an HSM failure) is given back; a right one is released (the count reset)
+and paid from the card's wallet account in the ledger.
 A card of those BINs the issuer does not have is 14; a TPK/ZPK or PVK the
 switch lacks is its own malfunction (96, logged for the operator), not the
 terminal's security violation.
@@ -12,7 +16,11 @@ terminal's security violation.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+import time
+
+import structlog
+from sqlalchemy import Connection, select
+from twisted.python.failure import Failure
 
 from hsm_sim.interface import HsmError, PinBlock
 from switch.errors import (
@@ -30,6 +38,8 @@ from switch.transaction import Transaction
 
 PIN_KEY = {"ATM": "TPK", "POS": "TPK", "HOST": "ZPK"}
 DEFAULT_PIN_FORMAT = "01"  # ISO 9564 format 0
+
+log = structlog.get_logger(__name__)
 
 
 class UnusablePinFormat(FormatError):
@@ -77,16 +87,8 @@ def load_card(conn: Connection, pan_hash: str) -> Card | None:
         row.pvv,
         row.wallet_account,
         row.currency,
-        row.pin_tries,
         row.status == "active",
     )
-
-
-def count_try(conn: Connection, pan_hash: str, right: bool) -> int:
-    """Record a PIN try; returns the wrong tries counted after it."""
-    tries = 0 if right else _card.pin_tries + 1
-    conn.execute(update(s.cards).where(_card.pan_hash == pan_hash).values(pin_tries=tries))
-    return conn.execute(select(_card.pin_tries).where(_card.pan_hash == pan_hash)).scalar_one()
 
 
 def is_on_us(pan: str, bins: tuple[str, ...]) -> bool:
@@ -100,7 +102,7 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         return
     pan_hash = t.pan_hash = sv.hasher.pan(pan)
     card = sv.cards.get(pan_hash)
-    if card is None or card.pin_tries >= sv.pin_tries:  # blocked: an operator may have reset it
+    if card is None:
         card = await sv.reads.shared(load_card, pan_hash)
         if card is not None:
             sv.cards.put(card)
@@ -108,31 +110,46 @@ async def verify_on_us_pin(t: Transaction, sv: Services) -> None:
         raise UnknownCard("on-us card unknown to the issuer")
     if not card.active:
         raise InactiveCard("on-us card not active")
-    if card.pin_tries >= sv.pin_tries:
-        raise PinTriesExceeded("PIN tries exceeded")
     if not t.request.get("52"):
         raise IncorrectPin("PIN block missing")
-    right = await _verify(t, sv, pan, card)
-    if right and card.pin_tries == 0:
-        t.wallet = card.wallet_account
-        t.pin_limit = sv.pin_tries
-        return
-    tries = await sv.reads.transaction(count_try, card.pan_hash, right)
-    sv.cards.set_tries(card, tries)
-    if right:
-        t.wallet = card.wallet_account
-        t.pin_limit = sv.pin_tries
-        return
-    if tries >= sv.pin_tries:
+    keys = _pin_key(t, sv), _pvk(sv)  # a key missing is 96 before any try is reserved
+    deadline = time.monotonic() + sv.writer.time_left(t.received_at)
+    if not await sv.pins.reserve(pan_hash, deadline):
         raise PinTriesExceeded("PIN tries exceeded")
-    raise IncorrectPin("PIN does not verify")
-
-
-async def _verify(t: Transaction, sv: Services, pan: str, card: Card) -> bool:
     try:
-        return await sv.hsm.verify_pin_pvv(
-            _pin_key(t, sv), _pvk(sv), _pin_block(t), pan, int(card.pvki), card.pvv
-        )
+        right = await _verify(t, sv, pan, card, *keys)
+    except BaseException:
+        await give_back_try(sv, pan_hash)
+        raise
+    if not right:
+        if await sv.pins.count_wrong(pan_hash) >= sv.pin_tries:
+            raise PinTriesExceeded("PIN tries exceeded")
+        raise IncorrectPin("PIN does not verify")
+    t.wallet = card.wallet_account
+    # Released with the next batch of tries, while the payment goes to the ledger; the
+    # pay step waits for it after the ledger answered (so an answer means released).
+    t.pin_released = sv.pins.count_right(pan_hash)
+    t.pin_released.addErrback(_not_released)
+
+
+def _not_released(failure: Failure) -> None:
+    """The right PIN's try stays reserved until its hold runs out: the safe side."""
+    log.warning("PIN try not released", error=failure.type.__name__)
+
+
+async def give_back_try(sv: Services, pan_hash: str) -> None:
+    """Give back a reservation whose try was not decided; if even that fails, the try stays
+    reserved until its hold runs out (the safe side) and the caller's own error is what
+    is answered."""
+    try:
+        await sv.pins.give_back(pan_hash)
+    except Exception as exc:
+        log.warning("PIN try not given back", error=type(exc).__name__)
+
+
+async def _verify(t: Transaction, sv: Services, pan: str, card: Card, tpk, pvk) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return await sv.hsm.verify_pin_pvv(tpk, pvk, _pin_block(t), pan, int(card.pvki), card.pvv)
     except HsmError as exc:
         if exc.code not in PIN_DATA_ERRORS:
             raise

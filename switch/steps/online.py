@@ -95,6 +95,7 @@ async def pay(t: Transaction, sv: Services) -> dict[str, str]:
     posted = order(t, sv, advice=False, kind=OnlinePaymentOrder)
     posted = replace(posted, biller_payment_id=payment_id, accepted=accepted)
     recorded = await sv.writer.submit(posted, t.received_at)
+    await payment.pin_released(t)
     return recorded.response
 
 

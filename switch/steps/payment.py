@@ -56,13 +56,20 @@ def order(
         masked_pan=mask_pan(pan) if pan else None,
         pan_hash=t.pan_hash or (sv.hasher.pan(pan) if pan else None),
         wallet=t.wallet,
-        pin_limit=t.pin_limit,
     )
 
 
 async def pay(t: Transaction, sv: Services) -> dict[str, str]:
     recorded = await sv.writer.submit(order(t, sv, advice=False), t.received_at)
+    await pin_released(t)
     return recorded.response
+
+
+async def pin_released(t: Transaction) -> None:
+    """A right PIN's try is released with the next batch of tries while the payment goes
+    on (switch/security/cards.py); its answer waits for that, so an answer means released."""
+    if t.pin_released is not None:  # released meanwhile, as a rule
+        await t.pin_released
 
 
 async def advice_route(t: Transaction, sv: Services) -> None:

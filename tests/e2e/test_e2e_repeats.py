@@ -85,7 +85,7 @@ def amounts(ledger: Ledger, account: str) -> list[int]:
 
 def pin_tries(ledger: Ledger) -> int:
     with ledger.engine.connect() as conn:
-        return conn.execute(select(s.cards.c.pin_tries)).scalar_one()
+        return conn.execute(select(s.pin_tries.c.tries)).scalar_one()
 
 
 def change(ledger: Ledger, table: str, where: object, **values: object) -> None:
@@ -209,7 +209,7 @@ def test_a_pin_repeat_stands_though_the_card_was_blocked_since(
         assert macd(mac_atm, with_new_pin_block(first | {"t": "0201"})) == paid
         assert pin_tries(ledger) == 3
     finally:
-        change(ledger, "cards", s.cards.c.pin_tries > 0, pin_tries=0)
+        change(ledger, "pin_tries", s.pin_tries.c.tries > 0, tries=0)
     assert amounts(ledger, account) == [1000]
 
 

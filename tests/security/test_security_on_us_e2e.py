@@ -186,13 +186,13 @@ def test_a_card_blocked_elsewhere_pays_nothing_despite_a_cached_card(
     switch: SwitchProcess,
 ) -> None:
     """Another node counted the third wrong PIN: this node's card cache does not know, but
-    the ledger reads the tries on the card row it locks, so the payment gets 75."""
+    the try is reserved in the card's pin_tries row, which has none left, so the payment gets 75."""
     with IsoClient(switch.ports["atm_mac"], mac_key=TAK) as conn:
         c.sign_on(conn)
         assert _pay(conn, "1234", 500) == "00"  # the card is now in this node's cache
         engine = create_engine(switch.db_url)
         with engine.begin() as db:
-            db.execute(text("update cards set pin_tries = 3"))
+            db.execute(text("update pin_tries set tries = 3"))
         engine.dispose()
         assert _pay(conn, "1234", 500) == "75"
     assert _wallet_and_payments(switch) == (1_000_000 - 500, 1)

@@ -44,7 +44,7 @@ def _pay(conn: IsoClient, clear_block: bytes, control: str) -> str:
 def _tries_and_payments(proc: SwitchProcess) -> tuple[int, int]:
     engine = create_engine(proc.db_url)
     with engine.connect() as db:
-        tries = db.execute(select(s.cards.c.pin_tries)).scalar_one()
+        tries = db.execute(select(s.pin_tries.c.tries)).scalar_one()
         payments = db.execute(select(func.count()).select_from(s.payments)).scalar_one()
     engine.dispose()
     return tries, payments
