@@ -235,6 +235,12 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
         help="switch worker processes sharing the ports (its `workers` setting)",
     )
     p.add_argument(
+        "--biller-sim",
+        action="store_true",
+        help="serve the online demo billers (TEL01, PWR01) from a reference biller server in"
+        " its own process, not inside the switch (loadtest/online_billers.py)",
+    )
+    p.add_argument(
         "--home",
         type=Path,
         help="the switch's home, kept; None: a scratch folder. One home keeps one on-us"
@@ -341,13 +347,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from loadtest.switch_process import SwitchProcess
 
     cfg = config_from(args)
-    with _bench_home(args.home) as home, _hsm_url(args, home) as hsm_url:
+    with (
+        _bench_home(args.home) as home,
+        _hsm_url(args, home) as hsm_url,
+        _biller_sim(args, home) as (sim, top),
+    ):
         mac = cfg.mac_key is not None
-        with SwitchProcess(home, args.db, mac, hsm_url, args.workers) as switch:
-            print(f"bench: switch pid {switch.pid}, home {home}", file=sys.stderr, flush=True)
+        with SwitchProcess(home, args.db, mac, hsm_url, args.workers, top) as switch:
+            print(
+                f"bench: switch pid {switch.pid}, home {home}, ports {switch.ports}",
+                file=sys.stderr,
+                flush=True,
+            )
             cfg = replace(cfg, host="127.0.0.1", port=switch.ports[args.channel])
             db = args.db or f"sqlite:///{home / 'billswitch.db'}"
             args.db = db
+            if sim is not None:
+                from loadtest.online_billers import point_billers
+
+                point_billers(db, sim)
             _maybe_seed(args, cfg)
             _maybe_seed_cards(db, cfg, home, args.on_us[1] if args.on_us else "")
             compared = _compare(cfg)
@@ -388,6 +406,19 @@ def _hsm_url(args: argparse.Namespace, home: Path) -> Iterator[str | None]:
     with HsmSimProcess(home) as hsm:
         print(f"bench: hsm_sim pid {hsm.pid} at {hsm.url}", file=sys.stderr, flush=True)
         yield hsm.url
+
+
+@contextmanager
+def _biller_sim(args: argparse.Namespace, home: Path) -> Iterator[tuple[Any, str]]:
+    """With ``--biller-sim``: the biller server child and the switch settings that use it."""
+    if not args.biller_sim:
+        yield None, ""
+        return
+    from loadtest import online_billers
+
+    with online_billers.start(home) as sim:
+        print(f"bench: biller_sim pid {sim.pid} at {sim.url}", file=sys.stderr, flush=True)
+        yield sim, online_billers.CONFIG
 
 
 def _compare(cfg: RunConfig) -> tuple[dict[str, Any], list[str], Any]:

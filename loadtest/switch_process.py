@@ -42,9 +42,12 @@ port = 0
 """
 
 
-def switch_config(mac: bool = False, hsm_url: str | None = None, workers: int = 1) -> str:
-    """The bench's config: every port free, MAC required or not, which HSM, how many workers."""
-    text = CONFIG.format(mac="x919" if mac else "none", workers=workers)
+def switch_config(
+    mac: bool = False, hsm_url: str | None = None, workers: int = 1, top: str = ""
+) -> str:
+    """The bench's config: every port free, MAC required or not, which HSM, how many workers;
+    ``top``: more top-level settings (the online billers', loadtest/online_billers.py)."""
+    text = top + CONFIG.format(mac="x919" if mac else "none", workers=workers)
     return text + (f'[hsm]\nurl = "{hsm_url}"\n' if hsm_url else "")
 
 
@@ -58,10 +61,11 @@ class SwitchProcess:
         mac: bool = False,
         hsm_url: str | None = None,
         workers: int = 1,
+        top: str = "",
     ) -> None:
         home.mkdir(parents=True, exist_ok=True)
         config = home / "bench.toml"
-        config.write_text(switch_config(mac, hsm_url, workers))
+        config.write_text(switch_config(mac, hsm_url, workers, top))
         self.log_path = home / "switch.log"
         # --demo: the bench's terminals, keys and card are the demo's (under the test LMK).
         command = [sys.executable, "-m", "switch.cli", "run", "--demo", "--home", str(home)]
