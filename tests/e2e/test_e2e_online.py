@@ -71,19 +71,6 @@ def sim(stack: tuple[SwitchProcess, BillerSimProcess]) -> BillerSimProcess:
     return stack[1]
 
 
-@pytest.fixture(scope="module")
-def ledger(switch: SwitchProcess) -> Iterator[Ledger]:
-    led = Ledger(switch.db_url)
-    yield led
-    led.close()
-
-
-@pytest.fixture
-def atm(switch: SwitchProcess) -> Iterator[IsoClient]:
-    with switch.client("atm") as client:
-        yield client
-
-
 @pytest.fixture
 def faults(sim: BillerSimProcess) -> Iterator[Callable[[str, dict[str, Any]], None]]:
     """Set a biller's faults for one test; cleared after it."""

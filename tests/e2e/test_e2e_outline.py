@@ -36,19 +36,6 @@ def switch(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[SwitchP
             yield proc
 
 
-@pytest.fixture(scope="module")
-def ledger(switch: SwitchProcess) -> Iterator[Ledger]:
-    led = Ledger(switch.db_url)
-    yield led
-    led.close()
-
-
-@pytest.fixture
-def atm(switch: SwitchProcess) -> Iterator[IsoClient]:
-    with switch.client("atm") as client:
-        yield client
-
-
 def _payable_balance(ledger: Ledger, biller: str) -> int:
     """What the network owes ``biller`` (its payable account, credits positive)."""
     e = s.entries.c
