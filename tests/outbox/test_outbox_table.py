@@ -97,7 +97,7 @@ def test_postgres_claims_skip_rows_another_node_is_claiming(engine: Engine, db_u
     """A claim in progress (its transaction open) holds its rows; another node's claim takes
     other rows at once instead of waiting for them (a lock wait here would fail in 1 s)."""
     if not db_url.startswith("postgresql"):
-        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite's claims are serialised")
+        pytest.skip("SQLite's claims are serialised by its write lock: no SKIP LOCKED to test")
     add(engine, *(outbox.reverse(BILLER, f"P-{i}") for i in range(4)))
     other = make_engine(db_url, write=False)
     try:
