@@ -43,17 +43,6 @@ from switch.ledger.payments import PaymentOrder
 from switch.ledger.sql import Writes, bind, insert_rows
 
 _o, _p = s.outbox.c, s.payments.c
-_ARM_COLUMNS = (
-    "biller_code",
-    "action",
-    "payment_id",
-    "body",
-    "state",
-    "attempts",
-    "next_at",
-    "created_at",
-    "updated_at",
-)
 # A settle row already there (a repeat of the payment, or one settled before) is armed
 # again; its attempt count moves on, so a delivery still under way with the old claim
 # cannot finish it (outbox.finish compares the count).
@@ -92,7 +81,7 @@ def arm(conn: Connection, intents: Sequence[Intent], now: datetime) -> None:
         )
         for i in intents
     ]
-    insert_rows(conn, s.outbox, _ARM_COLUMNS, rows, _REARM)
+    insert_rows(conn, s.outbox, outbox.COLUMNS, rows, _REARM)
 
 
 def drop(conn: Connection, payment_ids: Sequence[str]) -> None:

@@ -49,7 +49,7 @@ PENDING, DONE, PARKED = "pending", "done", "parked"
 ERROR_MAX = 200  # characters of ``last_error`` (the column's width)
 
 _t = s.outbox.c
-_COLUMNS = (
+COLUMNS = (  # an outbox row as inserted (enqueue here, online.arm)
     "biller_code",
     "action",
     "payment_id",
@@ -134,7 +134,7 @@ def enqueue(conn: Connection, deliveries: Sequence[Delivery], now: datetime) -> 
         )
         for d in deliveries
     ]
-    return insert_rows(conn, s.outbox, _COLUMNS, rows, " ON CONFLICT DO NOTHING")
+    return insert_rows(conn, s.outbox, COLUMNS, rows, " ON CONFLICT DO NOTHING")
 
 
 @dataclass(frozen=True)
