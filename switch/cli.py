@@ -494,7 +494,7 @@ def cmd_payments(args: argparse.Namespace) -> int:
     try:
         if args.action == "public-key":
             make_home(settings.home)
-            return payments_cli.run_public_key(settings.home)
+            return payments_cli.run_public_key(settings.home, args.pem)
         timeouts = replace(settings.database, statement_timeout=0)
         try:
             engine = open_existing(settings, timeouts=timeouts)

@@ -51,12 +51,16 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
         help=f"folder of the files (default: HOME/{PAYMENTS_DIR}); each biller has its own"
         " folder in it",
     )
-    actions.add_parser(
+    public = actions.add_parser(
         "public-key",
         help="print the switch's Ed25519 public key (hex, PEM) and fingerprint, which billers"
         " verify payment files with",
-        epilog="example: billswitch payments public-key --home /var/lib/billswitch",
+        epilog="examples:\n"
+        "  billswitch payments public-key --home /var/lib/billswitch\n"
+        "  billswitch payments public-key --pem > switch.pem   (for openssl pkeyutl -verify)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    public.add_argument("--pem", action="store_true", help="print the PEM public key only")
     return payments
 
 
@@ -82,8 +86,11 @@ def describe(f: PaymentFile) -> str:
     )
 
 
-def run_public_key(home: Path) -> int:
+def run_public_key(home: Path, pem_only: bool = False) -> int:
     raw = public_of(load_or_create_signing_key(home))
+    if pem_only:
+        print(public_key_pem(raw), end="")
+        return 0
     print(f"fingerprint {fingerprint(raw)}")
     print(f"hex {raw.hex()}")
     print(public_key_pem(raw), end="")

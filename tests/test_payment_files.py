@@ -269,6 +269,8 @@ def test_cli_public_key_then_export_verifies_with_what_it_printed(
     pem = "\n".join(lines[2:])
     raw = bytes.fromhex(hex_key)
     assert public_key_from_text(pem) == raw and fingerprint(raw) == shown
+    code, out, _ = _cli(capsys, "payments", "public-key", "--pem", "--home", str(home))
+    assert code == 0 and out.startswith("-----BEGIN PUBLIC KEY-----") and out.strip() == pem
     assert stat.S_IMODE(signing_key_path(home).stat().st_mode) == 0o600
 
     args = ("payments", "export", "--business-day", "2026-11-22", "--home", str(home))
