@@ -90,7 +90,10 @@ def export_payment_files(
 ) -> list[Path]:
     """Write (or write again, the same bytes) every offline biller's payment file of a
     closed ``business_day`` under ``out_dir``; returns the files' paths (each with its
-    ``.sig``). Raises PaymentFileError for a day the ledger never had or one still open."""
+    ``.sig``). Raises PaymentFileError for a day the ledger never had or one still open.
+
+    ``engine`` should have no statement timeout (maintenance timeouts, as the CLI's):
+    a biller's day is one query, whose first fetch may sort a million rows."""
     return [f.path for f in export_day(engine, business_day, out_dir, signing_key)]
 
 
@@ -105,7 +108,6 @@ def export_day(
             _export_biller(conn, code, currency, business_day, out_dir, signing_key)
             for code, currency in billers
         ]
-        conn.rollback()  # nothing was written to the database; end the read at once
     return written
 
 
@@ -145,6 +147,7 @@ def _export_biller(
         with body.open("w", encoding="utf-8", newline="\n", buffering=BUFFER) as out:
             count, total = _write_payments(out, day_payments(conn, biller, day))
             reversals, reversed_ = _write_reversals(out, conn, biller, day)
+        conn.rollback()  # the reads are done: no transaction held open while signing
         header = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<payments biller="{biller}" business_day="{day.isoformat()}"'

@@ -71,6 +71,9 @@ def run_export(args: argparse.Namespace, engine: Engine, home: Path) -> int:
         written = export_day(engine, args.business_day, out_dir, key)
     except PaymentFileError as exc:
         raise PaymentCommandError(str(exc)) from None
+    except OSError as exc:  # the folder: not writable, not a folder, disk full
+        where = exc.filename or out_dir
+        raise PaymentCommandError(f"{where}: cannot write payment files: {exc.strerror}") from None
     if not written:
         print(f"business day {args.business_day}: no held billers, no payment files")
     for f in written:

@@ -298,6 +298,15 @@ def test_cli_errors_are_one_line(
     _day(ledger, DAY, "open")
     code, _, err = _cli(capsys, "payments", "export", "--business-day", "2026-11-22", *home)
     assert code == 2 and "2026-11-22: still open" in err and err.count("\n") == 1
+    with ledger.begin() as conn:
+        conn.execute(update(s.business_days).values(state="closed"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    code, _, err = _cli(
+        capsys, "payments", "export", "--business-day", "2026-11-22", "--out", str(blocked), *home
+    )
+    assert code == 2 and err.startswith(f"billswitch payments: {blocked}/")
+    assert "cannot write payment files: Not a directory" in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as exc:
         main(["payments", "export", "--business-day", "22.11.2026", *home])
     assert exc.value.code == 2
