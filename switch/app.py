@@ -48,6 +48,7 @@ from switch.security.keystore import KeyRing, expire_grace, keys_version, load_k
 from switch.security.tries import PinTries
 from switch.services import Services
 from switch.sessions import SignOns
+from switch.signing_key import load_or_create_signing_key
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +167,8 @@ class SwitchApp:
         if custody.warning():
             log.warning(custody.warning())
         home_key = load_or_create_key(s.home / "hash.key")
+        # Payment files are signed with it (switch/payment_files.py); made on the first start.
+        self.signing_key = load_or_create_signing_key(s.home)
         hasher = Hasher(home_key)
         self._unseal = unsealer(Sealer(home_key))
         if self.worker is None:

@@ -1,5 +1,5 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, lmk, hsm-sim,
-biller-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payments, lmk,
+hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -20,7 +20,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import billers_cli, cards_cli, debts_cli, keys_cli, lmk_cli, metrics, systemd
+from switch import (
+    billers_cli,
+    cards_cli,
+    debts_cli,
+    keys_cli,
+    lmk_cli,
+    metrics,
+    payments_cli,
+    systemd,
+)
 from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.custody import CustodyError
 from switch.existing_db import NoDatabase, open_existing
@@ -73,6 +82,8 @@ _EXAMPLES = """examples:
   billswitch billers add MOB02 --name 'Mobile Top-up' --kind outline --currency 944
   billswitch billers set-key UTIL01 util01-public.pem
   billswitch debts import UTIL01-20261101.xml   (its signature beside it: .xml.sig)
+  billswitch payments export --business-day 2026-11-21
+  billswitch payments public-key
 """
 
 
@@ -135,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(cards_cli.add_arguments(sub))
     _with_actions(billers_cli.add_arguments(sub))
     _with_actions(debts_cli.add_arguments(sub))
+    _with_actions(payments_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -261,6 +273,7 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
     from switch.cardholder import Hasher, load_or_create_key
     from switch.custody import open_custody
     from switch.private_files import make_home
+    from switch.signing_key import load_or_create_signing_key
     from switch.workers import Supervisor, WorkerStartError, reserve_ports
 
     enabled = [c for c in settings.channels if c.enabled]
@@ -278,6 +291,7 @@ def _run_supervisor(settings: Settings, args: argparse.Namespace) -> int:
         close()
     make_home(settings.home)
     hasher = Hasher(load_or_create_key(settings.home / "hash.key"))
+    load_or_create_signing_key(settings.home)  # once, before the workers each look for it
     prepare_database(settings, hasher)
     ports = {name: sock.getsockname()[1] for name, sock in held.items()}
     spec = ",".join(f"{name}={port}" for name, port in ports.items())
@@ -468,6 +482,33 @@ def cmd_debts(args: argparse.Namespace) -> int:
         return debts_cli.fail(str(exc))
 
 
+def cmd_payments(args: argparse.Namespace) -> int:
+    """``public-key`` needs only the home (its key made if missing); ``export`` the existing
+    database, read with no bound on one statement (a day's rows stream through one query)."""
+    from dataclasses import replace
+
+    from switch.private_files import make_home
+    from switch.signing_key import SigningKeyError
+
+    settings = _settings(args)
+    try:
+        if args.action == "public-key":
+            make_home(settings.home)
+            return payments_cli.run_public_key(settings.home, args.pem)
+        timeouts = replace(settings.database, statement_timeout=0)
+        try:
+            engine = open_existing(settings, timeouts=timeouts)
+        except NoDatabase as exc:
+            return payments_cli.fail(str(exc))
+        try:
+            make_home(settings.home)  # a PostgreSQL node's home may not exist yet
+            return payments_cli.run_export(args, engine, settings.home)
+        finally:
+            engine.dispose()
+    except (payments_cli.PaymentCommandError, SigningKeyError) as exc:
+        return payments_cli.fail(str(exc))
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """``config check`` loads and validates (errors reach main's one-line handler)."""
     settings = _settings(args)
@@ -486,6 +527,7 @@ COMMANDS = {
     "cards": cmd_cards,
     "billers": cmd_billers,
     "debts": cmd_debts,
+    "payments": cmd_payments,
     "lmk": cmd_lmk,
 }
 

@@ -1,5 +1,6 @@
 """Ed25519 signatures of billers' debt files: keys as billers hand them over, fingerprints,
-detached ``.sig`` files.
+detached ``.sig`` files. The switch's own payment files (switch/payment_files.py) are
+signed and shown with the same helpers, so billers meet one format both ways.
 
 A held biller signs each debt list with its private key; the switch keeps only
 the public half (``billers.public_key``, 64 hex digits) and checks the file's
@@ -99,6 +100,15 @@ def private_key_from_hex(text: str) -> Ed25519PrivateKey:
 
 def sign(private_key: Ed25519PrivateKey, data: bytes | memoryview) -> bytes:
     return private_key.sign(data)
+
+
+def public_key_pem(raw_public_key: bytes) -> str:
+    """The raw key as a PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo), what openssl reads."""
+    key = Ed25519PublicKey.from_public_bytes(raw_public_key)
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode("ascii")
 
 
 def public_of(private_key: Ed25519PrivateKey) -> bytes:

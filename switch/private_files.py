@@ -1,7 +1,8 @@
 """The switch's files are its owner's only: home folder 0700, SQLite database 0600.
 
 The database holds every key (under the LMK), the cards' PIN verification
-values and the ledger; the home holds the hashing key. Nothing in them is for
+values and the ledger; the home holds the hashing key and the switch's signing key
+(switch/signing_key.py). Nothing in them is for
 other users of the machine, so the home is created 0700 and the SQLite file
 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
 database file's mode). A database file found readable by others is
@@ -44,14 +45,38 @@ def private_database(url: str) -> None:
     except FileExistsError:
         pass
     for suffix in SQLITE_COMPANIONS:
-        _tighten(Path(f"{path}{suffix}"))
+        tighten(Path(f"{path}{suffix}"))
 
 
-def _tighten(path: Path) -> None:
+def create_private(path: Path, data: bytes) -> bool:
+    """Write ``data`` to a new file ``path``, mode 0600, all at once or not at all.
+
+    Written beside it first and then linked into place, so that a reader never sees a
+    half-written file and two processes creating it at once agree on one: returns False
+    (and leaves the file alone) when ``path`` already exists.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=HOME_MODE)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temp, path)  # fails if the file exists: the first writer wins
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def tighten(path: Path, what: str = "database file") -> None:
+    """Make an existing file owner-only if others may read it, with a warning."""
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         return
     if mode & 0o077:
         os.chmod(path, mode & 0o700)
-        log.warning("database file was readable by others: made owner-only", file=str(path))
+        log.warning(f"{what} was readable by others: made owner-only", file=str(path))

@@ -181,6 +181,15 @@ journal = Table(
 )
 Index("ix_journal_acquirer_day", journal.c.acquirer_id, journal.c.business_day)
 Index("ix_journal_payment", journal.c.payment_id)
+# A day's reversals, for its payment files (migration 0013, switch/ledger/day_payments.py):
+# partial, so the payments' own journal rows (nearly all of them) cost it nothing.
+_REVERSAL = journal.c.kind == "reversal"
+Index(
+    "ix_journal_reversal_day",
+    journal.c.business_day,
+    postgresql_where=_REVERSAL,
+    sqlite_where=_REVERSAL,
+)
 
 entries = Table(
     "entries",
