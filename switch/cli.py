@@ -481,10 +481,14 @@ def cmd_debts(args: argparse.Namespace) -> int:
 
 def cmd_settle(args: argparse.Namespace) -> int:
     """The day's sums may take long on a big day: no bound on one statement, the usual
-    bound on one lock wait; SQLite transactions take the write lock first."""
+    bound on one lock wait; SQLite transactions take the write lock first. The job's
+    log lines go to stderr from warnings up (its summary is the command's output)."""
     from dataclasses import replace
 
+    from switch import logs
+
     settings = _settings(args)
+    logs.configure("warning", settings.log_json)
     timeouts = replace(settings.database, statement_timeout=0)
     try:
         engine = open_existing(settings, write=True, timeouts=timeouts)
