@@ -134,12 +134,19 @@ def claim(
     if inserted == 1:
         return Claim.TAKEN
     free = (_st.claimed_until.is_(None)) | (_st.claimed_until < now)
-    taken = conn.execute(
-        update(s.settlements)
+    # A row another run's transfer holds locked is busy: skipped, not waited for
+    # (PostgreSQL; SQLite's first write above took the database lock).
+    free_row = (
+        select(_st.business_day)
         .where(_st.business_day == day, free, true() if again else _st.state != DONE)
-        .values(claim=token, claimed_until=now + lease, node=node[:100], updated_at=now)
-    ).rowcount
-    if taken == 1:
+        .with_for_update(skip_locked=True)
+    )
+    if conn.execute(free_row).first() is not None:
+        conn.execute(
+            update(s.settlements)
+            .where(_st.business_day == day)
+            .values(claim=token, claimed_until=now + lease, node=node[:100], updated_at=now)
+        )
         return Claim.TAKEN
     state = conn.execute(select(_st.state).where(_st.business_day == day)).scalar_one()
     return Claim.DONE if state == DONE else Claim.BUSY
