@@ -27,7 +27,7 @@ from routing.adapters.held import HeldDebtsAdapter
 from routing.adapters.online import OnlineAdapter
 from routing.adapters.outline import OutlineAdapter
 from routing.routes import BillerAdapter, Router
-from switch import demo, demo_billers, metrics
+from switch import close_of_day, demo, demo_billers, metrics
 from switch.business_day import business_day, next_cutover, roll_over
 from switch.cardholder import Hasher, load_or_create_key
 from switch.config import Settings
@@ -155,6 +155,7 @@ class SwitchApp:
         self.channels: list[Channel] = []
         self.ports: dict[str, int] = {}
         self._purge_stopping = False
+        self._closing: Deferred[Any] | None = None  # the close-of-day job running, if any
         self._demo_billers: demo_billers.DemoBillers | None = None
 
     def prepare(self) -> None:
@@ -336,15 +337,35 @@ class SwitchApp:
         return reference
 
     def _roll_business_day(self) -> None:
-        """Open the current business day, close earlier ones, and do it again at cut-over."""
+        """Open the current business day, close earlier ones, settle the closed days not
+        settled yet (switch/close_of_day.py), and do it again at cut-over."""
         s = self.settings
         now = datetime.now(UTC)
         today = business_day(now, s.cutover, s.timezone)
         d = deferToThread(self._roll_in_db, today, now)
         d.addCallback(lambda closed: closed and log.info("business days closed", days=closed))
         d.addErrback(lambda f: log.error("business day roll-over failed", error=str(f.value)))
+        d.addCallback(lambda _: self._close_days())
         delay = (next_cutover(now, s.cutover, s.timezone) - now).total_seconds()
         self._cutover_call = self.reactor.callLater(delay + 0.001, self._roll_business_day)
+
+    def _close_days(self) -> None:
+        """The close-of-day job in a thread, one at a time on this node (another node's
+        or worker's run of the same day is kept out by the day's claim)."""
+        if self._closing is not None or self._purge_stopping:
+            return
+        self._closing = deferToThread(
+            close_of_day.close_missed,
+            self.engine,
+            self.settings.home,
+            node=close_of_day.node_name(self.worker),
+            stopping=lambda: self._purge_stopping,
+        )
+        self._closing.addErrback(lambda f: log.error("close of day failed", error=str(f.value)))
+        self._closing.addBoth(self._closed_days)
+
+    def _closed_days(self, _: object) -> None:
+        self._closing = None
 
     def _roll_in_db(self, today: date, now: datetime) -> list[date]:
         with self.engine.begin() as conn:
@@ -395,6 +416,8 @@ class SwitchApp:
         if self._demo_billers is not None:
             yield self._demo_billers.stop()
         yield deferToThread(self.writer.stop)
+        if self._closing is not None:  # it stops between days and tasks
+            yield self._closing
         self.reads.stop()
         self.engine.dispose()
         if isinstance(self.hsm, PayShieldClient):

@@ -1,4 +1,4 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payments, lmk,
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payments, settle, lmk,
 hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
@@ -28,6 +28,7 @@ from switch import (
     lmk_cli,
     metrics,
     payments_cli,
+    settle_cli,
     systemd,
 )
 from switch.config import ConfigError, Settings, check, load, show_settings
@@ -84,6 +85,7 @@ _EXAMPLES = """examples:
   billswitch debts import UTIL01-20261101.xml   (its signature beside it: .xml.sig)
   billswitch payments export --business-day 2026-11-21
   billswitch payments public-key
+  billswitch settle --business-day 2026-11-22   (a day missed at cut-over)
 """
 
 
@@ -147,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(billers_cli.add_arguments(sub))
     _with_actions(debts_cli.add_arguments(sub))
     _with_actions(payments_cli.add_arguments(sub))
+    _common(settle_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -507,6 +510,27 @@ def cmd_payments(args: argparse.Namespace) -> int:
             engine.dispose()
     except (payments_cli.PaymentCommandError, SigningKeyError) as exc:
         return payments_cli.fail(str(exc))
+def cmd_settle(args: argparse.Namespace) -> int:
+    """The day's sums may take long on a big day: no bound on one statement, the usual
+    bound on one lock wait; SQLite transactions take the write lock first. The job's
+    log lines go to stderr from warnings up (its summary is the command's output)."""
+    from dataclasses import replace
+
+    from switch import logs
+
+    settings = _settings(args)
+    logs.configure("warning", settings.log_json)
+    timeouts = replace(settings.database, statement_timeout=0)
+    try:
+        engine = open_existing(settings, write=True, timeouts=timeouts)
+    except NoDatabase as exc:
+        return settle_cli.fail(str(exc))
+    try:
+        return settle_cli.run(args, engine, settings)
+    except settle_cli.SettleCommandError as exc:
+        return settle_cli.fail(str(exc))
+    finally:
+        engine.dispose()
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -528,6 +552,7 @@ COMMANDS = {
     "billers": cmd_billers,
     "debts": cmd_debts,
     "payments": cmd_payments,
+    "settle": cmd_settle,
     "lmk": cmd_lmk,
 }
 

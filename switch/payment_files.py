@@ -49,7 +49,9 @@ from switch.ledger.day_payments import (
     late_reversals,
     offline_billers,
 )
+from switch.ledger.sql import is_postgres
 from switch.private_files import HOME_MODE
+from switch.signing_key import load_or_create_signing_key
 from switch.steps.payment import receipt_number
 
 PAYMENTS_DIR = "payments"  # under the home, unless told otherwise
@@ -144,6 +146,7 @@ def _export_biller(
     path = file_path(out_dir, biller, day)
     path.parent.mkdir(parents=True, exist_ok=True, mode=HOME_MODE)
     with _temp(path, ".body.tmp") as body, _temp(path, ".xml.tmp") as whole:
+        _unbounded(conn)
         with body.open("w", encoding="utf-8", newline="\n", buffering=BUFFER) as out:
             count, total = _write_payments(out, day_payments(conn, biller, day))
             reversals, reversed_ = _write_reversals(out, conn, biller, day)
@@ -161,6 +164,21 @@ def _export_biller(
             os.replace(sig, signature_path(path))
     _sync_dir(path.parent)
     return PaymentFile(biller, path, signature_path(path), count, total, reversals, reversed_)
+
+
+def _unbounded(conn: Connection) -> None:
+    """A node's engine bounds each statement (5 s); a biller's day is one query that may
+    sort a million rows, so its transaction (ended by the rollback after the reads) has
+    no bound."""
+    if is_postgres(conn):
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+
+
+def write_day_files(engine: Engine, business_day: date, home: Path) -> None:
+    """The close-of-day task: the day's payment files under ``<home>/payments``, signed
+    with the switch's key (made if missing)."""
+    key = load_or_create_signing_key(home)
+    export_payment_files(engine, business_day, home / "payments", key)
 
 
 def _write_payments(out: IO[str], payments: Iterator[DayPayment]) -> tuple[int, int]:

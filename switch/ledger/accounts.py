@@ -1,7 +1,9 @@
 """Ledger account codes, one naming rule in one place.
 
 Acquirers owe the network what their terminals collected (receivable);
-the network owes billers what was paid to them (payable).
+the network owes billers what was paid to them (payable) until a business day is
+settled, when each biller's net for the day moves to its settled account (what
+the network's bank pays out: switch/ledger/settlement.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ def acquirer_receivable(acquirer_id: str, currency: str) -> str:
 
 def biller_payable(biller_code: str, currency: str) -> str:
     return f"BIL:{biller_code}:PAY:{currency}"
+
+
+def biller_settled(biller_code: str, currency: str) -> str:
+    """What settled business days moved out of the biller's payable account: owed to
+    the biller's bank account, paid by the bank outside the switch."""
+    return f"BIL:{biller_code}:SETTLED:{currency}"
 
 
 WALLET_PREFIX = "WAL:"
@@ -72,6 +80,7 @@ def ensure_account(conn: Connection, code: str, kind: str, owner: str, currency:
 _MADE_ON_USE: tuple[tuple[re.Pattern[str], str, int | str, int], ...] = (
     (re.compile(r"ACQ:([^:]+):RECV:([^:]+)"), "acquirer_receivable", 1, 2),
     (re.compile(r"BIL:([^:]+):PAY:([^:]+)"), "biller_payable", 1, 2),
+    (re.compile(r"BIL:([^:]+):SETTLED:([^:]+)"), "biller_settled", 1, 2),
     (re.compile(r"FEE:INCOME:([^:]+)"), "fee_income", "switch", 1),
     (re.compile(r"SUSPENSE:([^:]+)"), "suspense", "switch", 1),
 )

@@ -190,6 +190,8 @@ Index(
     postgresql_where=_REVERSAL,
     sqlite_where=_REVERSAL,
 )
+# Settling a day reads every journal row of the day, whatever its acquirer (migration 0014).
+Index("ix_journal_day", journal.c.business_day)
 
 entries = Table(
     "entries",
@@ -339,3 +341,26 @@ debt_files = Table(
     UniqueConstraint("digest", name="uq_debt_files_digest"),
 )
 Index("ix_debt_files_biller", debt_files.c.biller_code, debt_files.c.generated)
+
+# -- settlement of closed business days (migration 0014) --------------------------
+# One row per business day: inserted under its primary key by the node that settles the
+# day, so one node does it however many run (switch/ledger/settlement.py).
+
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("business_day", Date, primary_key=True),
+    Column(
+        "state",
+        String(8),
+        nullable=False,
+        comment="claimed (nothing moved yet), posted (transfer made, tasks due) or done",
+    ),
+    Column("claim", String(32), comment="token of the run that holds the day, while held"),
+    Column("claimed_until", DateTime(timezone=True), comment="end of that run's lease"),
+    Column("node", String(100), comment="who holds (or last held) the day: host:pid"),
+    Column("report", Text, comment="JSON: the report's lines, fixed at the transfer"),
+    Column("last_error", String(200), comment="why the last run did not finish"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
