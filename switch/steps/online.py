@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import string
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from routing.billers import Accepted, BillerError, InDoubt, PaymentRequest, Unavailable
 from routing.routes import NoAdapter
+from switch.errors import FormatError
 from switch.ledger.online import AnswerOrder, OnlinePaymentOrder
 from switch.services import Services
 from switch.steps import payment
@@ -37,26 +39,43 @@ LONGEST = 64  # characters of biller_ref, receipt and token kept (their columns)
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 
 
+def transmitted_at(t: Transaction) -> datetime:
+    """DE 7 (MMDDhhmmss, UTC) with its year: the one it falls in nearest the request's
+    receipt. The transaction's own time, the same in every message of it (a repeat, a
+    retransmission, the advice of a 0200), unlike the moment each one arrives."""
+    transmitted = t.field("7")
+    year = t.received_at.year
+    try:
+        if int(transmitted[:2]) - t.received_at.month > 6:  # December's DE 7 seen in January
+            year -= 1
+        return datetime.strptime(f"{year}{transmitted}", "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise FormatError("7", "transmission date and time is not a time") from None
+
+
 def biller_payment_id(t: Transaction) -> str:
     """The payment's id at the biller, from the transaction's identity (DE 32, DE 41,
     DE 11, DE 7 with its year): a repeat, the advice of it and its reversal name the same
-    payment. The year is the one DE 7 falls in nearest the request's receipt."""
+    payment."""
     assert t.terminal is not None
-    transmitted = t.field("7")
-    year = t.received_at.year
-    if int(transmitted[:2]) - t.received_at.month > 6:  # December's DE 7 seen in January
-        year -= 1
-    return f"{t.terminal.acquirer_id}-{t.terminal_id.strip()}-{year}{transmitted}-{t.field('11')}"
+    year = transmitted_at(t).year
+    return f"{t.terminal.acquirer_id}-{t.terminal_id.strip()}-{year}{t.field('7')}-{t.field('11')}"
 
 
 def _request(t: Transaction, payment_id: str) -> PaymentRequest:
+    """What the biller is told. Every field comes from the transaction's identity and
+    financial content, ``paid_at`` included (DE 7, not the arrival time): the same
+    payment id then always carries the same content, which the biller's idempotency
+    requires (billers.md: the same id with other content is a 409). So the advice of a
+    0200 that ended in 68, or a retransmission a second later, is the payment the biller
+    may already hold, not a conflicting one."""
     assert t.biller is not None
     return PaymentRequest(
         payment_id=payment_id,
         account=t.bill_data["AC"],
         amount=t.amount,
         currency=t.request.get("49", t.biller.currency),
-        paid_at=t.received_at,
+        paid_at=transmitted_at(t),
         channel=t.origin.kind,
         invoice=t.bill_data.get("IN"),
     )

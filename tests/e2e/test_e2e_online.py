@@ -113,6 +113,15 @@ def _settle_rows(ledger: Ledger, request: dict[str, str]) -> int:
         return conn.execute(query).scalar_one()
 
 
+def _outbox_row(ledger: Ledger, action: str, payment_id: str) -> tuple[str, str | None]:
+    """(state, last_error) of the payment's outbox row for ``action`` (state "" if none)."""
+    o = s.outbox.c
+    with ledger.engine.connect() as conn:
+        query = select(o.state, o.last_error).where(o.action == action, o.payment_id == payment_id)
+        row = conn.execute(query).first()
+    return (row.state, row.last_error) if row else ("", None)
+
+
 def _reversed_there(sim: BillerSimProcess, code: str, account: str) -> bool:
     held = _held(sim, code, account)
     return len(held) == 1 and held[0]["status"] == "reversed"
@@ -261,6 +270,46 @@ def test_advice_while_the_biller_is_down_is_delivered_later(
     _until(lambda: len(_held(sim, PWR, "METER-0003")) == 1, "the advice at the biller")
     (row,) = _payments_of(ledger, PWR, "METER-0003")
     assert _held(sim, PWR, "METER-0003")[0]["payment_id"] == row.biller_payment_id
+
+
+def test_the_advice_of_a_68_is_the_payment_the_biller_holds(
+    atm: IsoClient, ledger: Ledger, sim: BillerSimProcess, faults: Callable[..., None]
+) -> None:
+    """The biller took a 0200 whose answer never came (68), then its advice arrives (0220,
+    same identity: the acquirer took the money). The advice's delivery is that same
+    payment, same id and content (paid_at is DE 7, not when each message arrived), so the
+    biller acknowledges it rather than answering 409 and the row is done, not parked; the
+    settle row then finds the payment posted and leaves the biller's copy alone."""
+    faults(TEL, {"hang": -1, "ops": ["pay"], "count": 1})
+    request = payment("5550012", 2500, biller=TEL)
+    pid = biller_payment_id(request)
+    call(atm, request, code="68")
+    call(atm, dict(request, t="0220"))
+    _until(lambda: _outbox_row(ledger, "pay", pid)[0] != "pending", "the advice delivered")
+    assert _outbox_row(ledger, "pay", pid) == ("done", None)
+    _until(lambda: _outbox_row(ledger, "settle", pid)[0] == "done", "the 68's settle row done")
+    held = _held(sim, TEL, "5550012")
+    assert [(h["payment_id"], h["status"], h["amount"]) for h in held] == [(pid, "accepted", 2500)]
+    (row,) = _payments_of(ledger, TEL, "5550012")
+    assert (row.biller_payment_id, row.reversed_amount) == (pid, 0)
+
+
+def test_an_advice_after_its_68_was_reversed_there_waits_for_an_operator(
+    atm: IsoClient, ledger: Ledger, sim: BillerSimProcess, faults: Callable[..., None]
+) -> None:
+    """The 68 was settled (the biller's copy reversed) before the advice came: the biller
+    answers the advice's payment with its id reversed and never takes it again under that
+    id, so the row is parked saying so (not retried forever, not a 409)."""
+    faults(TEL, {"hang": -1, "ops": ["pay"], "count": 1})
+    request = payment("5550013", 2500, biller=TEL)
+    pid = biller_payment_id(request)
+    call(atm, request, code="68")
+    _until(lambda: _reversed_there(sim, TEL, "5550013"), "the 68's payment reversed")
+    call(atm, dict(request, t="0220"))
+    _until(lambda: _outbox_row(ledger, "pay", pid)[0] != "pending", "the advice delivered")
+    state, reason = _outbox_row(ledger, "pay", pid)
+    assert state == "parked" and reason is not None and "ReversedThere" in reason, reason
+    assert len(_payments_of(ledger, TEL, "5550013")) == 1  # the acquirer took the money
 
 
 # -- circuit breaker ------------------------------------------------------------
