@@ -2,7 +2,12 @@
 
 A 0200 goes, in this order (switch/ledger/online.py says why it is safe):
 
-1. an open circuit answers 91 at once: nothing written, nothing sent;
+1. an open circuit answers 91 at once: nothing written, nothing sent. The flow
+   checks it (``reachable``) right after the request's own checks that cost nothing
+   (DE 48, route, amount) and before any step that costs a round trip it can skip: an
+   on-us card's PIN (a try reserved in the database, the HSM). Only what the spec puts
+   first stays before it: the MAC check, and a repeat's stored answer. ``pay`` asks
+   again (the circuit may have opened meanwhile);
 2. the settle row (the intent) is committed, in a group commit (switch/intents.py);
 3. the biller is called with the payment's biller id (``biller_payment_id``: the
    same for every repeat, so the biller's idempotency covers repeats);
@@ -23,7 +28,14 @@ import string
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from routing.billers import Accepted, BillerError, InDoubt, PaymentRequest, Unavailable
+from routing.billers import (
+    Accepted,
+    BillerError,
+    Endpoint,
+    InDoubt,
+    PaymentRequest,
+    Unavailable,
+)
 from routing.routes import NoAdapter
 from switch.errors import FormatError
 from switch.ledger.online import AnswerOrder, OnlinePaymentOrder
@@ -90,13 +102,27 @@ def _checked(accepted: Accepted) -> Accepted:
     return accepted
 
 
+def _refuse_if_unreachable(t: Transaction, sv: Services) -> Endpoint:
+    """The biller's endpoint; 91 (``Unavailable``) if it has none or its circuit is open."""
+    assert t.biller is not None
+    endpoint = sv.reference().endpoint(t.biller.code)
+    if endpoint is None or not sv.router.adapter(t.biller.kind).available(t.biller.code):
+        raise Unavailable("circuit open" if endpoint else "no endpoint")
+    return endpoint
+
+
+async def reachable(t: Transaction, sv: Services) -> None:
+    """Step: a payment to an online biller whose circuit is open is 91 here, before any
+    step that costs a round trip (a 91 records nothing, so nothing needs them)."""
+    if _remote(t, sv):
+        _refuse_if_unreachable(t, sv)
+
+
 async def pay(t: Transaction, sv: Services) -> dict[str, str]:
     biller = t.biller
     assert biller is not None and sv.intents is not None
     adapter = sv.router.adapter(biller.kind)
-    endpoint = sv.reference().endpoint(biller.code)
-    if endpoint is None or not adapter.available(biller.code):
-        raise Unavailable("circuit open" if endpoint else "no endpoint")
+    endpoint = _refuse_if_unreachable(t, sv)
     payment_id = biller_payment_id(t)
     delay = max(endpoint.timeout, sv.ledger_deadline) + SETTLE_MARGIN
     await sv.intents.arm(biller.code, payment_id, delay)

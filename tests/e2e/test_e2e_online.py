@@ -26,13 +26,17 @@ from e2e_support import (
 )
 from sqlalchemy import func, select
 
+from hsm_sim.crypto.des import encrypt_ecb
+from hsm_sim.crypto.pinblock import make_iso0
 from loadtest.biller_process import BillerSimProcess
+from switch.demo import DEMO_CARD_PAN
 from switch.ledger import schema as s
 from tests.client import IsoClient, bill_data, inquiry, payment, reversal
 from tests.conftest import BACKENDS
 from tests.switch_process import SwitchProcess
 
 TEL, PWR = "TEL01", "PWR01"
+TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # ATM00001's test-only TPK (README)
 WAIT = 90.0  # seconds: a bound on every wait, not a measure of speed
 TOP = "reference_refresh = 0.3  # seconds: the billers' URLs set below are seen quickly\n"
 # A short ledger deadline and a lively delivery loop: a settle row is due (call limit or
@@ -342,3 +346,27 @@ def test_an_open_circuit_answers_91_without_calling(
         ),
         "the circuit closed again",
     )
+
+
+def _wrong_pins(ledger: Ledger) -> int:
+    """Wrong PINs counted for any card (the demo card is the only one)."""
+    with ledger.engine.connect() as conn:
+        return conn.execute(select(func.coalesce(func.sum(s.pin_tries.c.tries), 0))).scalar_one()
+
+
+def test_an_open_circuit_is_91_before_the_on_us_pin_is_verified(
+    atm: IsoClient, ledger: Ledger, faults: Callable[..., None]
+) -> None:
+    """A dead biller's refusal costs no PIN round trip: an on-us card payment (demo card,
+    wrong PIN) to PWR01 with its circuit open is 91, its PIN never reaching the HSM and
+    no try counted (the card's holder is not punished for a biller's outage). The
+    fault stays on, so a probe let through meanwhile fails too."""
+    faults(PWR, {"error": 503, "ops": ["pay"]})
+    for n in range(5):
+        call(atm, payment(f"METER-04{n:02d}", 1000, biller=PWR), code="91")
+    tried = _wrong_pins(ledger)
+    request = payment("METER-0500", 1000, biller=PWR)
+    block = encrypt_ecb(TPK, make_iso0("9999", DEMO_CARD_PAN)).hex().upper()
+    request.update({"2": DEMO_CARD_PAN, "52": block, "53": "0100000000000000", "14": "3012"})
+    call(atm, request, code="91")
+    assert _wrong_pins(ledger) == tried
