@@ -20,7 +20,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import billers_cli, cards_cli, debts_cli, keys_cli, lmk_cli, metrics, systemd
+from switch import (
+    billers_cli,
+    cards_cli,
+    debts_cli,
+    keys_cli,
+    lmk_cli,
+    metrics,
+    outbox_cli,
+    systemd,
+)
 from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.custody import CustodyError
 from switch.existing_db import NoDatabase, open_existing
@@ -73,6 +82,7 @@ _EXAMPLES = """examples:
   billswitch billers add MOB02 --name 'Mobile Top-up' --kind outline --currency 944
   billswitch billers set-key UTIL01 util01-public.pem
   billswitch debts import UTIL01-20261101.xml   (its signature beside it: .xml.sig)
+  billswitch outbox list --state parked
 """
 
 
@@ -135,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(cards_cli.add_arguments(sub))
     _with_actions(billers_cli.add_arguments(sub))
     _with_actions(debts_cli.add_arguments(sub))
+    _with_actions(outbox_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -445,6 +456,19 @@ def cmd_billers(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    try:
+        engine = open_existing(_settings(args), write=args.action != "list")
+    except NoDatabase as exc:
+        return outbox_cli.fail(str(exc))
+    try:
+        return outbox_cli.run(args, engine)
+    except outbox_cli.OutboxCommandError as exc:
+        return outbox_cli.fail(str(exc))
+    finally:
+        engine.dispose()
+
+
 def cmd_debts(args: argparse.Namespace) -> int:
     """``sign`` needs no database; ``import`` the existing one, its writes in one
     transaction (SQLite: the write lock taken first), with no bound on one statement (a
@@ -486,6 +510,7 @@ COMMANDS = {
     "cards": cmd_cards,
     "billers": cmd_billers,
     "debts": cmd_debts,
+    "outbox": cmd_outbox,
     "lmk": cmd_lmk,
 }
 
