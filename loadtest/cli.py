@@ -22,6 +22,7 @@ verify, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
@@ -241,6 +242,26 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
         " its own process, not inside the switch (loadtest/online_billers.py)",
     )
     p.add_argument(
+        "--dead-biller",
+        metavar="CODE",
+        help="with --biller-sim and --rate: CODE's server answers 503 (its circuit opens)"
+        " while a second stream pays it; the bench's own payments run open loop at --rate"
+        " beside it, each stream reported apart (loadtest/dead_biller.py); no echo run",
+    )
+    p.add_argument(
+        "--dead-rate",
+        type=float,
+        default=50.0,
+        help="the dead biller's stream: requests/s",
+    )
+    p.add_argument(
+        "--dead-terminals",
+        type=_checked(parse_terminals),
+        metavar="ID,...",
+        help="the dead stream's terminals; None: the channel's last one (the live stream"
+        " then leaves it out)",
+    )
+    p.add_argument(
         "--home",
         type=Path,
         help="the switch's home, kept; None: a scratch folder. One home keeps one on-us"
@@ -347,6 +368,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from loadtest.switch_process import SwitchProcess
 
     cfg = config_from(args)
+    streams = _dead_stream(args, cfg)
+    dead: RunConfig | None = None
+    if streams is not None:
+        cfg, dead = streams
     with (
         _bench_home(args.home) as home,
         _hsm_url(args, home) as hsm_url,
@@ -368,8 +393,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 point_billers(db, sim)
             _maybe_seed(args, cfg)
             _maybe_seed_cards(db, cfg, home, args.on_us[1] if args.on_us else "")
-            compared = _compare(cfg)
+            if dead is not None:
+                dead = replace(dead, host=cfg.host, port=cfg.port)
+                compared = _dead_and_live(sim, args.dead_biller, cfg, dead)
+            else:
+                compared = _compare(cfg)
         return _finish(args, db, *compared)
+
+
+def _dead_stream(args: argparse.Namespace, cfg: RunConfig) -> tuple[RunConfig, RunConfig] | None:
+    """With ``--dead-biller``: the live and the dead stream's settings (usage checked)."""
+    if args.dead_biller is None:
+        return None
+    if not args.biller_sim:
+        raise UsageError("--dead-biller needs --biller-sim (its server is told to fail)")
+    from loadtest.online_billers import ONLINE
+
+    if args.dead_biller not in ONLINE:
+        raise UsageError(f"--dead-biller is one of the online demo billers: {', '.join(ONLINE)}")
+    if args.dead_rate <= 0:
+        raise UsageError("--dead-rate must be positive")
+    from loadtest import dead_biller
+
+    try:
+        return dead_biller.split(cfg, args.dead_biller, args.dead_rate, args.dead_terminals)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _dead_and_live(
+    sim: Any, code: str, live: RunConfig, dead: RunConfig
+) -> tuple[dict[str, Any], list[str], Any]:
+    """The dead biller's server told to fail, then both streams at once over one window;
+    the live run's result decides the exit code and the ledger check."""
+    from loadtest import dead_biller
+
+    sim.control(code, dead_biller.FAULT)
+    load = os.getloadavg()[0]
+    live_run, dead_run = run_in_reactor(dead_biller.run_both(live, dead))
+    ends = (load, os.getloadavg()[0])
+    output, lines = dead_biller.outcome(live, code, live_run, dead_run, ends)
+    return output, lines, live_run
 
 
 def _maybe_seed_cards(db: str, cfg: RunConfig, home: Path, pin: str) -> None:

@@ -73,8 +73,28 @@ def new_state(reactor: Any, cfg: RunConfig) -> RunState:
     return RunState(reactor, cfg, rng, Counters(started, rng), facts, macs=macs)
 
 
-async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
-    """Run the whole workload once against ``cfg.host:cfg.port``."""
+class Gate:
+    """Runs that measure together (``bench --dead-biller``): each waits here after its
+    set-up (connections, discovery, prebuilding) until all have arrived, so their
+    warm-ups and windows start at the same moment."""
+
+    def __init__(self, parties: int) -> None:
+        self._parties = parties
+        self._waiting: list[Deferred[None]] = []
+
+    def arrive(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        if len(self._waiting) >= self._parties:
+            waiting, self._waiting = self._waiting, []
+            for each in waiting:
+                each.callback(None)
+        return d
+
+
+async def run_load(reactor: Any, cfg: RunConfig, gate: Gate | None = None) -> RunResult:
+    """Run the whole workload once against ``cfg.host:cfg.port`` (with ``gate``: its
+    measuring starts when the gate's other runs are ready too)."""
     cfg.validate()
     state = new_state(reactor, cfg)
     if warning := ensure_fd_limit(cfg.connections + cfg.idle_connections):
@@ -96,6 +116,8 @@ async def run_load(reactor: Any, cfg: RunConfig) -> RunResult:
         cfg.biller,
     )
     built = _prebuild(state, traffic, active)
+    if gate is not None:
+        await gate.arrive()
     now = reactor.seconds()
     window = recorder.window = Window(now + cfg.warmup, now + cfg.warmup + cfg.duration)
     if active:

@@ -90,6 +90,14 @@ class Conflict(BillerError):
     code = "05"
 
 
+class ReversedThere(BillerError):
+    """A payment answered with its id reversed: the biller reversed that payment before
+    (the settlement of a 68 that came before its advice) and holds it so. Under that id
+    it never takes it again; an operator decides."""
+
+    code = "05"
+
+
 class Unavailable(BillerError):
     """Refused connection, 5xx before acceptance, open circuit or too many calls in flight:
     the biller has not taken the payment."""

@@ -290,8 +290,9 @@ class SwitchApp:
         return d
 
     def purge_expired(self) -> Deferred[None]:
-        """Delete identity rows past their retention, chunk by chunk on the read pool
-        (``switch/ledger/retention.py``); a failure is logged and tried again next time."""
+        """Delete identity rows and done outbox rows past their retention, chunk by chunk
+        on the read pool (``switch/ledger/retention.py``); a failure is logged and tried
+        again next time."""
         days = self.settings.ledger.request_retention_days
         d = self._purge_all(datetime.now(UTC) - timedelta(days=days))
         d.addErrback(lambda f: log.warning("purge of expired requests failed", error=str(f.value)))
@@ -300,9 +301,9 @@ class SwitchApp:
     @inlineCallbacks
     def _purge_all(self, before: datetime):  # type: ignore[no-untyped-def]
         total = 0
-        for column in RETAINED:
+        for retained in RETAINED:
             while True:
-                deleted = yield self.reads.transaction(purge_chunk, column, before)
+                deleted = yield self.reads.transaction(purge_chunk, retained, before)
                 total += deleted
                 if deleted < CHUNK or self._purge_stopping:
                     break

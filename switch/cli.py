@@ -1,4 +1,5 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payments, settle, lmk,
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payments, settle, outbox,
+lmk,
 hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
@@ -29,6 +30,7 @@ from switch import (
     metrics,
     payments_cli,
     settle_cli,
+    outbox_cli,
     systemd,
 )
 from switch.config import ConfigError, Settings, check, load, show_settings
@@ -86,6 +88,7 @@ _EXAMPLES = """examples:
   billswitch payments export --business-day 2026-11-21
   billswitch payments public-key
   billswitch settle --business-day 2026-11-22   (a day missed at cut-over)
+  billswitch outbox list --state parked
 """
 
 
@@ -150,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(debts_cli.add_arguments(sub))
     _with_actions(payments_cli.add_arguments(sub))
     _common(settle_cli.add_arguments(sub))
+    _with_actions(outbox_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -462,6 +466,19 @@ def cmd_billers(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    try:
+        engine = open_existing(_settings(args), write=args.action != "list")
+    except NoDatabase as exc:
+        return outbox_cli.fail(str(exc))
+    try:
+        return outbox_cli.run(args, engine)
+    except outbox_cli.OutboxCommandError as exc:
+        return outbox_cli.fail(str(exc))
+    finally:
+        engine.dispose()
+
+
 def cmd_debts(args: argparse.Namespace) -> int:
     """``sign`` needs no database; ``import`` the existing one, its writes in one
     transaction (SQLite: the write lock taken first), with no bound on one statement (a
@@ -553,6 +570,7 @@ COMMANDS = {
     "debts": cmd_debts,
     "payments": cmd_payments,
     "settle": cmd_settle,
+    "outbox": cmd_outbox,
     "lmk": cmd_lmk,
 }
 

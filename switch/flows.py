@@ -62,6 +62,7 @@ FLOWS: dict[tuple[str, str | None], Flow] = {
             checks.bill_data,
             checks.route,
             checks.amount,
+            online.reachable,  # an open circuit: 91 before the PIN's round trips
             cards.verify_on_us_pin,
             online.pay_by_kind,
         ),

@@ -168,7 +168,8 @@ RULES: dict[str, Rule] = {
     ),
     "ledger.request_retention_days": Rule(
         "days request rows and transaction identities are kept to recognise repeats and"
-        " reversals (DE 7 has no year: a year's identities would collide)",
+        " reversals (DE 7 has no year: a year's identities would collide); outbox rows a"
+        " biller acknowledged (done) go after as many days, pending and parked ones never",
         "1-299",
         between(1, 299),
     ),

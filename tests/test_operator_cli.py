@@ -40,7 +40,9 @@ def _out(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
     return captured.out, captured.err
 
 
-@pytest.mark.parametrize("command", [["cards", "list"], ["keys", "list"], ["billers", "list"]])
+@pytest.mark.parametrize(
+    "command", [["cards", "list"], ["keys", "list"], ["billers", "list"], ["outbox", "list"]]
+)
 def test_read_only_commands_do_not_create_a_database(
     tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

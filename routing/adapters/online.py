@@ -41,6 +41,7 @@ from routing.billers import (
     PaymentRequest,
     PaymentStatus,
     Refused,
+    ReversedThere,
     Unavailable,
     UnknownAccount,
 )
@@ -60,6 +61,7 @@ OUTCOMES: dict[type[BillerError], str] = {
     AccountClosed: "account_closed",
     Refused: "refused",
     Conflict: "conflict",
+    ReversedThere: "reversed_there",
     Unavailable: "unavailable",
     InDoubt: "in_doubt",
 }

@@ -22,6 +22,7 @@ from routing.billers import (
     InDoubt,
     PaymentStatus,
     Refused,
+    ReversedThere,
     Unavailable,
 )
 from routing.bills import Bill
@@ -66,6 +67,8 @@ def accepted(answer: Answer) -> Accepted:
     if trusted(answer).status != 200:
         raise refusal(answer)
     body = _readable(answer.body)
+    if body.get("status") == "reversed":  # a payment it took once and has reversed since
+        raise ReversedThere("the biller holds this payment id reversed")
     if body.get("status") != "accepted":
         raise InDoubt(f"payment answer with status {body.get('status')!r}")
     return _or_in_doubt(

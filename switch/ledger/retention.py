@@ -6,6 +6,12 @@ request of another year, so a retransmission is recognised and a new transaction
 year later is not answered from an old row. Kept longer, it could. So request rows (and
 any other table of identities) are purged after ``[ledger] request_retention_days``.
 
+The outbox is purged after the same days, but only of rows a biller acknowledged
+(``done``): a pending row is money a biller must still be told of, and a parked one
+waits for an operator, so no age ever removes them. A done row's ``next_at`` is the
+moment it was done (``outbox.finish``), and the outbox's (state, next_at) index finds
+them.
+
 The purge runs off the hot path, on the read pool, every ``[ledger] purge_every``
 seconds, in chunks of ``CHUNK`` rows per transaction, so it never holds a lock (SQLite's
 write lock) for long. What goes is found by an index on the time column. A reversal of a
@@ -14,17 +20,30 @@ payment older than the retention no longer finds its original (25, or 00 for an 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Column, Connection
 
 from switch.ledger import schema as s
 from switch.ledger.sql import bind, is_postgres
 
-# (table, time column) of every table purged, one line each; the time column is indexed.
-RETAINED: tuple[Column, ...] = (  # type: ignore[type-arg]
-    s.requests.c.created_at,
-    s.transactions.c.created_at,  # identities (identity.py): a reversal later than this gets 25
+
+@dataclass(frozen=True)
+class Retained:
+    """A table purged by age: ``column`` is its time column; with ``only`` (a column and
+    a value), just the rows holding that value go, whatever their age."""
+
+    column: Column[Any]
+    only: tuple[Column[Any], str] | None = None
+
+
+# Every table purged, one line each; the time column is indexed (after ``only``'s column).
+RETAINED: tuple[Retained, ...] = (
+    Retained(s.requests.c.created_at),
+    Retained(s.transactions.c.created_at),  # identities (identity.py): later reversals get 25
+    Retained(s.outbox.c.next_at, (s.outbox.c.state, "done")),  # never pending or parked rows
 )
 CHUNK = 1000  # rows deleted per transaction
 
@@ -32,19 +51,26 @@ CHUNK = 1000  # rows deleted per transaction
 _DELETE = {
     "postgresql": (
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM {table} WHERE {column} < %s LIMIT {chunk}))"
+        "SELECT ctid FROM {table} WHERE {only}{column} < %s LIMIT {chunk}))"
     ),
     "sqlite": (
         "DELETE FROM {table} WHERE rowid IN ("
-        "SELECT rowid FROM {table} WHERE {column} < ? LIMIT {chunk})"
+        "SELECT rowid FROM {table} WHERE {only}{column} < ? LIMIT {chunk})"
     ),
 }
+_MARK = {"postgresql": "%s", "sqlite": "?"}
 
 
-def purge_chunk(conn: Connection, column: Column, before: datetime, chunk: int = CHUNK) -> int:  # type: ignore[type-arg]
-    """Delete up to ``chunk`` rows of ``column``'s table older than ``before``; returns how
+def purge_chunk(conn: Connection, retained: Retained, before: datetime, chunk: int = CHUNK) -> int:
+    """Delete up to ``chunk`` of ``retained``'s rows older than ``before``; returns how
     many went (fewer than ``chunk``: nothing older is left)."""
-    sql = _DELETE["postgresql" if is_postgres(conn) else "sqlite"].format(
-        table=column.table.name, column=column.name, chunk=int(chunk)
+    dialect = "postgresql" if is_postgres(conn) else "sqlite"
+    column = retained.column
+    only, params = "", [bind(conn, column)(before)]
+    if retained.only is not None:
+        only = f"{retained.only[0].name} = {_MARK[dialect]} AND "
+        params.insert(0, retained.only[1])
+    sql = _DELETE[dialect].format(
+        table=column.table.name, column=column.name, only=only, chunk=int(chunk)
     )
-    return conn.exec_driver_sql(sql, (bind(conn, column)(before),)).rowcount
+    return conn.exec_driver_sql(sql, tuple(params)).rowcount

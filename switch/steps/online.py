@@ -2,7 +2,12 @@
 
 A 0200 goes, in this order (switch/ledger/online.py says why it is safe):
 
-1. an open circuit answers 91 at once: nothing written, nothing sent;
+1. an open circuit answers 91 at once: nothing written, nothing sent. The flow
+   checks it (``reachable``) right after the request's own checks that cost nothing
+   (DE 48, route, amount) and before any step that costs a round trip it can skip: an
+   on-us card's PIN (a try reserved in the database, the HSM). Only what the spec puts
+   first stays before it: the MAC check, and a repeat's stored answer. ``pay`` asks
+   again (the circuit may have opened meanwhile);
 2. the settle row (the intent) is committed, in a group commit (switch/intents.py);
 3. the biller is called with the payment's biller id (``biller_payment_id``: the
    same for every repeat, so the biller's idempotency covers repeats);
@@ -21,9 +26,18 @@ from __future__ import annotations
 
 import string
 from dataclasses import replace
+from datetime import UTC, datetime
 
-from routing.billers import Accepted, BillerError, InDoubt, PaymentRequest, Unavailable
+from routing.billers import (
+    Accepted,
+    BillerError,
+    Endpoint,
+    InDoubt,
+    PaymentRequest,
+    Unavailable,
+)
 from routing.routes import NoAdapter
+from switch.errors import FormatError
 from switch.ledger.online import AnswerOrder, OnlinePaymentOrder
 from switch.services import Services
 from switch.steps import payment
@@ -37,26 +51,43 @@ LONGEST = 64  # characters of biller_ref, receipt and token kept (their columns)
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
 
 
+def transmitted_at(t: Transaction) -> datetime:
+    """DE 7 (MMDDhhmmss, UTC) with its year: the one it falls in nearest the request's
+    receipt. The transaction's own time, the same in every message of it (a repeat, a
+    retransmission, the advice of a 0200), unlike the moment each one arrives."""
+    transmitted = t.field("7")
+    year = t.received_at.year
+    try:
+        if int(transmitted[:2]) - t.received_at.month > 6:  # December's DE 7 seen in January
+            year -= 1
+        return datetime.strptime(f"{year}{transmitted}", "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise FormatError("7", "transmission date and time is not a time") from None
+
+
 def biller_payment_id(t: Transaction) -> str:
     """The payment's id at the biller, from the transaction's identity (DE 32, DE 41,
     DE 11, DE 7 with its year): a repeat, the advice of it and its reversal name the same
-    payment. The year is the one DE 7 falls in nearest the request's receipt."""
+    payment."""
     assert t.terminal is not None
-    transmitted = t.field("7")
-    year = t.received_at.year
-    if int(transmitted[:2]) - t.received_at.month > 6:  # December's DE 7 seen in January
-        year -= 1
-    return f"{t.terminal.acquirer_id}-{t.terminal_id.strip()}-{year}{transmitted}-{t.field('11')}"
+    year = transmitted_at(t).year
+    return f"{t.terminal.acquirer_id}-{t.terminal_id.strip()}-{year}{t.field('7')}-{t.field('11')}"
 
 
 def _request(t: Transaction, payment_id: str) -> PaymentRequest:
+    """What the biller is told. Every field comes from the transaction's identity and
+    financial content, ``paid_at`` included (DE 7, not the arrival time): the same
+    payment id then always carries the same content, which the biller's idempotency
+    requires (billers.md: the same id with other content is a 409). So the advice of a
+    0200 that ended in 68, or a retransmission a second later, is the payment the biller
+    may already hold, not a conflicting one."""
     assert t.biller is not None
     return PaymentRequest(
         payment_id=payment_id,
         account=t.bill_data["AC"],
         amount=t.amount,
         currency=t.request.get("49", t.biller.currency),
-        paid_at=t.received_at,
+        paid_at=transmitted_at(t),
         channel=t.origin.kind,
         invoice=t.bill_data.get("IN"),
     )
@@ -71,13 +102,27 @@ def _checked(accepted: Accepted) -> Accepted:
     return accepted
 
 
+def _refuse_if_unreachable(t: Transaction, sv: Services) -> Endpoint:
+    """The biller's endpoint; 91 (``Unavailable``) if it has none or its circuit is open."""
+    assert t.biller is not None
+    endpoint = sv.reference().endpoint(t.biller.code)
+    if endpoint is None or not sv.router.adapter(t.biller.kind).available(t.biller.code):
+        raise Unavailable("circuit open" if endpoint else "no endpoint")
+    return endpoint
+
+
+async def reachable(t: Transaction, sv: Services) -> None:
+    """Step: a payment to an online biller whose circuit is open is 91 here, before any
+    step that costs a round trip (a 91 records nothing, so nothing needs them)."""
+    if _remote(t, sv):
+        _refuse_if_unreachable(t, sv)
+
+
 async def pay(t: Transaction, sv: Services) -> dict[str, str]:
     biller = t.biller
     assert biller is not None and sv.intents is not None
     adapter = sv.router.adapter(biller.kind)
-    endpoint = sv.reference().endpoint(biller.code)
-    if endpoint is None or not adapter.available(biller.code):
-        raise Unavailable("circuit open" if endpoint else "no endpoint")
+    endpoint = _refuse_if_unreachable(t, sv)
     payment_id = biller_payment_id(t)
     delay = max(endpoint.timeout, sv.ledger_deadline) + SETTLE_MARGIN
     await sv.intents.arm(biller.code, payment_id, delay)

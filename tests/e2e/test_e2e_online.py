@@ -26,13 +26,17 @@ from e2e_support import (
 )
 from sqlalchemy import func, select
 
+from hsm_sim.crypto.des import encrypt_ecb
+from hsm_sim.crypto.pinblock import make_iso0
 from loadtest.biller_process import BillerSimProcess
+from switch.demo import DEMO_CARD_PAN
 from switch.ledger import schema as s
 from tests.client import IsoClient, bill_data, inquiry, payment, reversal
 from tests.conftest import BACKENDS
 from tests.switch_process import SwitchProcess
 
 TEL, PWR = "TEL01", "PWR01"
+TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # ATM00001's test-only TPK (README)
 WAIT = 90.0  # seconds: a bound on every wait, not a measure of speed
 TOP = "reference_refresh = 0.3  # seconds: the billers' URLs set below are seen quickly\n"
 # A short ledger deadline and a lively delivery loop: a settle row is due (call limit or
@@ -111,6 +115,15 @@ def _settle_rows(ledger: Ledger, request: dict[str, str]) -> int:
             o.action == "settle", o.payment_id == biller_payment_id(request)
         )
         return conn.execute(query).scalar_one()
+
+
+def _outbox_row(ledger: Ledger, action: str, payment_id: str) -> tuple[str, str | None]:
+    """(state, last_error) of the payment's outbox row for ``action`` (state "" if none)."""
+    o = s.outbox.c
+    with ledger.engine.connect() as conn:
+        query = select(o.state, o.last_error).where(o.action == action, o.payment_id == payment_id)
+        row = conn.execute(query).first()
+    return (row.state, row.last_error) if row else ("", None)
 
 
 def _reversed_there(sim: BillerSimProcess, code: str, account: str) -> bool:
@@ -263,6 +276,46 @@ def test_advice_while_the_biller_is_down_is_delivered_later(
     assert _held(sim, PWR, "METER-0003")[0]["payment_id"] == row.biller_payment_id
 
 
+def test_the_advice_of_a_68_is_the_payment_the_biller_holds(
+    atm: IsoClient, ledger: Ledger, sim: BillerSimProcess, faults: Callable[..., None]
+) -> None:
+    """The biller took a 0200 whose answer never came (68), then its advice arrives (0220,
+    same identity: the acquirer took the money). The advice's delivery is that same
+    payment, same id and content (paid_at is DE 7, not when each message arrived), so the
+    biller acknowledges it rather than answering 409 and the row is done, not parked; the
+    settle row then finds the payment posted and leaves the biller's copy alone."""
+    faults(TEL, {"hang": -1, "ops": ["pay"], "count": 1})
+    request = payment("5550012", 2500, biller=TEL)
+    pid = biller_payment_id(request)
+    call(atm, request, code="68")
+    call(atm, dict(request, t="0220"))
+    _until(lambda: _outbox_row(ledger, "pay", pid)[0] != "pending", "the advice delivered")
+    assert _outbox_row(ledger, "pay", pid) == ("done", None)
+    _until(lambda: _outbox_row(ledger, "settle", pid)[0] == "done", "the 68's settle row done")
+    held = _held(sim, TEL, "5550012")
+    assert [(h["payment_id"], h["status"], h["amount"]) for h in held] == [(pid, "accepted", 2500)]
+    (row,) = _payments_of(ledger, TEL, "5550012")
+    assert (row.biller_payment_id, row.reversed_amount) == (pid, 0)
+
+
+def test_an_advice_after_its_68_was_reversed_there_waits_for_an_operator(
+    atm: IsoClient, ledger: Ledger, sim: BillerSimProcess, faults: Callable[..., None]
+) -> None:
+    """The 68 was settled (the biller's copy reversed) before the advice came: the biller
+    answers the advice's payment with its id reversed and never takes it again under that
+    id, so the row is parked saying so (not retried forever, not a 409)."""
+    faults(TEL, {"hang": -1, "ops": ["pay"], "count": 1})
+    request = payment("5550013", 2500, biller=TEL)
+    pid = biller_payment_id(request)
+    call(atm, request, code="68")
+    _until(lambda: _reversed_there(sim, TEL, "5550013"), "the 68's payment reversed")
+    call(atm, dict(request, t="0220"))
+    _until(lambda: _outbox_row(ledger, "pay", pid)[0] != "pending", "the advice delivered")
+    state, reason = _outbox_row(ledger, "pay", pid)
+    assert state == "parked" and reason is not None and "ReversedThere" in reason, reason
+    assert len(_payments_of(ledger, TEL, "5550013")) == 1  # the acquirer took the money
+
+
 # -- circuit breaker ------------------------------------------------------------
 
 
@@ -293,3 +346,27 @@ def test_an_open_circuit_answers_91_without_calling(
         ),
         "the circuit closed again",
     )
+
+
+def _wrong_pins(ledger: Ledger) -> int:
+    """Wrong PINs counted for any card (the demo card is the only one)."""
+    with ledger.engine.connect() as conn:
+        return conn.execute(select(func.coalesce(func.sum(s.pin_tries.c.tries), 0))).scalar_one()
+
+
+def test_an_open_circuit_is_91_before_the_on_us_pin_is_verified(
+    atm: IsoClient, ledger: Ledger, faults: Callable[..., None]
+) -> None:
+    """A dead biller's refusal costs no PIN round trip: an on-us card payment (demo card,
+    wrong PIN) to PWR01 with its circuit open is 91, its PIN never reaching the HSM and
+    no try counted (the card's holder is not punished for a biller's outage). The
+    fault stays on, so a probe let through meanwhile fails too."""
+    faults(PWR, {"error": 503, "ops": ["pay"]})
+    for n in range(5):
+        call(atm, payment(f"METER-04{n:02d}", 1000, biller=PWR), code="91")
+    tried = _wrong_pins(ledger)
+    request = payment("METER-0500", 1000, biller=PWR)
+    block = encrypt_ecb(TPK, make_iso0("9999", DEMO_CARD_PAN)).hex().upper()
+    request.update({"2": DEMO_CARD_PAN, "52": block, "53": "0100000000000000", "14": "3012"})
+    call(atm, request, code="91")
+    assert _wrong_pins(ledger) == tried

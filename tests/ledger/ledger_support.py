@@ -101,6 +101,23 @@ def billers(engine: Engine) -> dict[str, Biller]:
         return load_reference(conn).billers
 
 
+ONLINE = "ONL01"  # an online biller (its payments are OnlinePaymentOrders)
+
+
+def add_online_biller(engine: Engine) -> Biller:
+    """The online biller ``ONLINE`` (no endpoint: the ledger needs none)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(s.billers).values(
+                code=ONLINE, name="Phone", kind="online", currency=CUR, min_amount=1,
+                max_amount=None, partial_allowed=True, overpay_allowed=False, fee_fixed=0,
+                settlement_account=None, status="active",
+            )
+        )  # fmt: skip
+        ensure_accounts(conn)
+    return billers(engine)[ONLINE]
+
+
 # ---------------------------------------------------------------- orders
 
 _stans = itertools.count(1)

@@ -14,15 +14,25 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 
 from routing.billers import Accepted, PaymentRequest
+from switch import demo
 from switch.ledger import online, outbox
 from switch.ledger import schema as s
 from switch.ledger.online import AnswerOrder, Intent, OnlinePaymentOrder
 from switch.ledger.postings import record_batch
 from switch.ledger.reference import Biller
-from tests.ledger.ledger_support import CUR, NOW, assert_invariants, billers, payment, reversal
+from tests.ledger.ledger_support import (
+    CUR,
+    HASHER,
+    NOW,
+    add_online_biller,
+    assert_invariants,
+    billers,
+    payment,
+    reversal,
+)
 
 ONL = "ONL01"
 _o = s.outbox.c
@@ -30,15 +40,7 @@ _o = s.outbox.c
 
 @pytest.fixture
 def biller(ledger: Engine) -> Biller:
-    with ledger.begin() as conn:
-        conn.execute(
-            insert(s.billers).values(
-                code=ONL, name="Phone", kind="online", currency=CUR, min_amount=1,
-                max_amount=None, partial_allowed=True, overpay_allowed=False, fee_fixed=0,
-                settlement_account=None, status="active",
-            )
-        )  # fmt: skip
-    return billers(ledger)[ONL]
+    return add_online_biller(ledger)
 
 
 def _paid(biller: Biller, account: str, amount: int, pid: str, **kw: object) -> OnlinePaymentOrder:
@@ -96,6 +98,29 @@ def test_a_payment_whose_settlement_may_be_under_way_is_not_posted(
         assert conn.execute(select(s.payments)).all() == []
     state, attempts = _rows(ledger, "settle")["P-9"]
     assert state == "pending" and attempts == (0 if how == "missing" else 2)
+
+
+def test_a_payment_the_ledger_declines_keeps_its_intent_as_it_was(
+    ledger: Engine, biller: Biller
+) -> None:
+    """The biller accepted an on-us card payment the card's wallet cannot cover (51): the
+    settle row, taken when the batch began, is put back unchanged (due when it was), so
+    it reverses the biller's copy; the other payment of the batch is posted."""
+    _arm(ledger, "P-6", "P-7")
+    with ledger.begin() as conn:
+        demo.load_demo_card(conn, HASHER.pan(demo.DEMO_CARD_PAN))
+    with ledger.connect() as conn:
+        wallet = conn.execute(select(s.cards.c.wallet_account)).scalar_one()
+        before = conn.execute(select(s.outbox).where(_o.payment_id == "P-6")).one()
+    broke = replace(_paid(biller, "555", 2_000_000, "P-6"), wallet=wallet)
+    with ledger.begin() as conn:
+        answers = record_batch(conn, [broke, _paid(biller, "556", 100, "P-7")], NOW)
+    assert [a.code for a in answers] == ["51", "00"]
+    with ledger.connect() as conn:
+        after = conn.execute(select(s.outbox).where(_o.payment_id == "P-6")).one()
+        assert_invariants(conn)
+    assert {**after._asdict(), "id": 0} == {**before._asdict(), "id": 0}
+    assert _rows(ledger, "settle") == {"P-6": ("pending", 0)}
 
 
 def test_arming_again_revives_a_settled_row(ledger: Engine, biller: Biller) -> None:

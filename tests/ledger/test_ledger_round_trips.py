@@ -13,12 +13,26 @@ trip), so there only the independence from the batch's size is checked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from itertools import count
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, func, select
 
+from routing.billers import Accepted
+from switch.ledger import online
+from switch.ledger import schema as s
 from switch.ledger.orders import Order
 from switch.ledger.postings import Recorded, record_batch
-from tests.ledger.ledger_support import DAY, NOW, assert_invariants, billers, payment, reversal
+from tests.ledger.ledger_support import (
+    DAY,
+    NOW,
+    ONLINE,
+    add_online_biller,
+    assert_invariants,
+    billers,
+    payment,
+    reversal,
+)
 
 UTIL = "UTIL01"
 
@@ -34,6 +48,11 @@ PAYMENTS = 4
 # above less the lock (3 each); the reversal stage: originals, allocations, journal
 # ids, its rows (4).
 MIXED = 3 + 3 + 4 + 3
+# A batch of payments an online biller accepted (PostgreSQL): their settle rows taken
+# (locked and deleted) in one statement, then a stage as for any payment: the day and
+# the payable accounts locked, the ids drawn, the writes (switch/ledger/online.py).
+ONLINE_PAYMENTS = 1 + 3
+_PIDS = count(1)
 
 
 def _count(ledger: Engine, orders: Sequence[Order]) -> tuple[int, list[Recorded]]:
@@ -94,4 +113,30 @@ def test_a_batch_with_a_reversal_between_payments_of_its_account(ledger: Engine)
     if _postgres(ledger):
         assert many == MIXED
     with ledger.connect() as conn:
+        assert_invariants(conn)
+
+
+def _online(ledger: Engine, n: int) -> list[Order]:
+    """``n`` accepted online payments, their settle rows armed as the intents would."""
+    biller = billers(ledger).get(ONLINE) or add_online_biller(ledger)
+    orders = []
+    for _ in range(n):
+        order = payment(biller, f"METER-{next(_PIDS)}", 500, cls=online.OnlinePaymentOrder)  # type: ignore[arg-type]
+        pid = f"P-{order.key.stan}-{next(_PIDS)}"
+        orders.append(replace(order, biller_payment_id=pid, accepted=Accepted("REF-" + pid)))
+    with ledger.begin() as conn:
+        online.arm(conn, [online.Intent(ONLINE, o.biller_payment_id, 15) for o in orders], NOW)
+    return orders
+
+
+def test_a_batch_of_online_payments_costs_a_fixed_few_statements(ledger: Engine) -> None:
+    _count(ledger, _online(ledger, 1))
+    few, answers = _count(ledger, _online(ledger, 2))
+    many, more = _count(ledger, _online(ledger, 30))
+    assert {r.code for r in answers + more} == {"00"}
+    assert few == many
+    if _postgres(ledger):
+        assert many == ONLINE_PAYMENTS
+    with ledger.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.outbox)).scalar() == 0
         assert_invariants(conn)

@@ -154,3 +154,18 @@ def test_an_unusable_endpoint_is_unavailable(reactor_thread: ReactorThread) -> N
     adapter = OnlineAdapter(reactor_thread.reactor, lambda code: bad)
     with pytest.raises(Unavailable):
         reactor_thread.call(adapter.pay, "TEL01", payment())
+
+
+def test_a_payment_answered_as_reversed_is_no_acceptance_and_no_doubt() -> None:
+    """The reference biller answers a payment id it has reversed with ``status: reversed``:
+    the biller holds it and will not take it again under that id. That is a refusal
+    (05, an outbox row parked for an operator), not a doubt retried for ever."""
+    from routing.adapters.online_answers import accepted
+    from routing.biller_http import Answer
+    from routing.billers import ReversedThere
+
+    with pytest.raises(ReversedThere) as raised:
+        accepted(Answer(200, b'{"status": "reversed", "biller_ref": "R1"}', True))
+    assert (raised.value.code, raised.value.moved) == ("05", False)
+    with pytest.raises(InDoubt):
+        accepted(Answer(200, b'{"status": "pending", "biller_ref": "R1"}', True))
