@@ -1,5 +1,5 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, lmk, hsm-sim,
-biller-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, fees, lmk,
+hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -20,7 +20,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import billers_cli, cards_cli, debts_cli, keys_cli, lmk_cli, metrics, systemd
+from switch import (
+    billers_cli,
+    cards_cli,
+    debts_cli,
+    fees_cli,
+    keys_cli,
+    lmk_cli,
+    metrics,
+    systemd,
+)
 from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.custody import CustodyError
 from switch.existing_db import NoDatabase, open_existing
@@ -72,6 +81,7 @@ _EXAMPLES = """examples:
   billswitch cards reset-tries WAL:1f2e3d4c5b6a7980
   billswitch billers add MOB02 --name 'Mobile Top-up' --kind outline --currency 944
   billswitch billers set-key UTIL01 util01-public.pem
+  billswitch fees add --biller TEL01 --percent 1 --min 50
   billswitch debts import UTIL01-20261101.xml   (its signature beside it: .xml.sig)
 """
 
@@ -135,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(cards_cli.add_arguments(sub))
     _with_actions(billers_cli.add_arguments(sub))
     _with_actions(debts_cli.add_arguments(sub))
+    _with_actions(fees_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -445,6 +456,20 @@ def cmd_billers(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_fees(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        engine = open_existing(settings, write=args.action != "list")
+    except NoDatabase as exc:
+        return fees_cli.fail(str(exc))
+    try:
+        return fees_cli.run(args, engine, settings.reference_refresh)
+    except fees_cli.FeeCommandError as exc:
+        return fees_cli.fail(str(exc))
+    finally:
+        engine.dispose()
+
+
 def cmd_debts(args: argparse.Namespace) -> int:
     """``sign`` needs no database; ``import`` the existing one, its writes in one
     transaction (SQLite: the write lock taken first), with no bound on one statement (a
@@ -486,6 +511,7 @@ COMMANDS = {
     "cards": cmd_cards,
     "billers": cmd_billers,
     "debts": cmd_debts,
+    "fees": cmd_fees,
     "lmk": cmd_lmk,
 }
 
