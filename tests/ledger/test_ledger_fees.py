@@ -6,11 +6,13 @@ mirrored); a partial one leaves it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
+from switch import demo
 from switch.ledger import queries
 from switch.ledger import schema as s
 from switch.ledger.fees import BILLER, PAYER, FeeRule, FeeRules
@@ -19,6 +21,7 @@ from switch.ledger.queries import Totals
 from tests.ledger.ledger_support import (
     DAY,
     FEE_INCOME,
+    HASHER,
     NOW,
     RECV,
     assert_invariants,
@@ -182,3 +185,35 @@ def test_fees_of_both_payers_in_one_batch(ledger: Engine) -> None:
         assert balances[payable(OVER)] == -(500 - 20 + 700 - 20)
         assert queries.acquirer_totals(conn, "100001", DAY).fees == 60
         assert_invariants(conn)
+
+
+@pytest.mark.parametrize("fees", [BY_PAYER, BY_BILLER], ids=[PAYER, BILLER])
+def test_an_on_us_wallet_pays_a_payers_fee_and_gets_it_back(ledger: Engine, fees: FeeRules) -> None:
+    """The wallet pays what the payer owes: amount + a payer's fee (amount alone when the
+    biller pays); a full reversal gives it all back."""
+    with ledger.begin() as conn:
+        demo.load_demo_card(conn, HASHER.pan(demo.DEMO_CARD_PAN))
+        wallet = conn.execute(select(s.cards.c.wallet_account)).scalar_one()
+    order = replace(payment(billers(ledger)[UTIL], "1000002", 10_000, fees=fees), wallet=wallet)
+    assert record_one(ledger, order).code == "00"
+    paid = 10_000 + (100 if fees is BY_PAYER else 0)
+    with ledger.connect() as conn:
+        funds = conn.execute(select(s.cards.c.funds)).scalar_one()
+        assert funds == demo.DEMO_WALLET_FUNDS - paid
+        assert queries.balances(conn)[FEE_INCOME] == -100
+        assert_invariants(conn)
+    assert record_one(ledger, reversal(order)).code == "00"
+    with ledger.connect() as conn:
+        assert conn.execute(select(s.cards.c.funds)).scalar_one() == demo.DEMO_WALLET_FUNDS
+        assert queries.balances(conn)[FEE_INCOME] == 0
+        assert_invariants(conn)
+
+
+def test_a_wallet_short_of_the_fee_gets_51(ledger: Engine) -> None:
+    with ledger.begin() as conn:
+        demo.load_demo_card(conn, HASHER.pan(demo.DEMO_CARD_PAN))
+        wallet = conn.execute(select(s.cards.c.wallet_account)).scalar_one()
+    everything = demo.DEMO_WALLET_FUNDS
+    rules = FeeRules([FeeRule(1, "OVER01", None, None, fixed=1)])
+    order = replace(payment(billers(ledger)["OVER01"], "O1", everything, fees=rules), wallet=wallet)
+    assert record_one(ledger, order).code == "51"  # the amount it has, not the fee
