@@ -85,6 +85,9 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         added = demo.add_demo_billers(conn, home_sealer(settings.home).seal)
         if added:
             log.info("demo billers added", billers=", ".join(added))
+        priced = demo.add_demo_fee_rules(conn)
+        if priced:
+            log.info("demo fee rules added", billers=", ".join(priced))
         keyed = demo.add_demo_debt_keys(conn)
         if keyed:
             log.info("demo debt-file keys registered (test-only)", billers=", ".join(keyed))

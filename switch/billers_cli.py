@@ -66,6 +66,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
         help="change a biller's settings (only those given)",
         epilog="examples:\n"
         "  billswitch billers set MOB01 --max 10000000\n"
+        "  billswitch billers set UTIL01 --exact          (neither partial nor overpayment)\n"
         "  billswitch billers set TEL01 --secret-file tel01.secret --timeout-ms 2000\n"
         "  billswitch billers set UTIL01 --inactive",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -102,7 +103,14 @@ def add_arguments(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  
 
 def _settings_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min", type=int, help="smallest amount, minor units (default 1)")
-    p.add_argument("--max", type=int, help="largest amount, minor units (default: none)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--max", type=int, help="largest amount, minor units (default: none)")
+    limit.add_argument("--no-max", action="store_true", help="no largest amount")
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="only the exact amount due (held): the same as --no-partial --no-overpay",
+    )
     p.add_argument(
         "--partial",
         action=argparse.BooleanOptionalAction,
@@ -183,6 +191,12 @@ def _changes(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         for option, column in _COLUMNS.items()
         if getattr(args, option, None) is not None
     }
+    if args.no_max:
+        given["max_amount"] = None
+    if args.exact:
+        if args.partial or args.overpay:
+            raise BillerCommandError("--exact allows neither --partial nor --overpay")
+        given.update(partial_allowed=False, overpay_allowed=False)
     if args.secret_file is not None:
         given["secret"] = _sealed_secret(args.code, args.secret_file, home)
     return given

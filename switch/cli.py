@@ -1,6 +1,5 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payments, settle, outbox,
-lmk,
-hsm-sim, biller-sim, loadtest.
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, fees, payments,
+settle, outbox, lmk, hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -25,12 +24,13 @@ from switch import (
     billers_cli,
     cards_cli,
     debts_cli,
+    fees_cli,
     keys_cli,
     lmk_cli,
     metrics,
+    outbox_cli,
     payments_cli,
     settle_cli,
-    outbox_cli,
     systemd,
 )
 from switch.config import ConfigError, Settings, check, load, show_settings
@@ -84,6 +84,7 @@ _EXAMPLES = """examples:
   billswitch cards reset-tries WAL:1f2e3d4c5b6a7980
   billswitch billers add MOB02 --name 'Mobile Top-up' --kind outline --currency 944
   billswitch billers set-key UTIL01 util01-public.pem
+  billswitch fees add --biller TEL01 --percent 1 --min 50
   billswitch debts import UTIL01-20261101.xml   (its signature beside it: .xml.sig)
   billswitch payments export --business-day 2026-11-21
   billswitch payments public-key
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(payments_cli.add_arguments(sub))
     _common(settle_cli.add_arguments(sub))
     _with_actions(outbox_cli.add_arguments(sub))
+    _with_actions(fees_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -475,6 +477,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return outbox_cli.run(args, engine)
     except outbox_cli.OutboxCommandError as exc:
         return outbox_cli.fail(str(exc))
+def cmd_fees(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        engine = open_existing(settings, write=args.action != "list")
+    except NoDatabase as exc:
+        return fees_cli.fail(str(exc))
+    try:
+        return fees_cli.run(args, engine, settings.reference_refresh)
+    except fees_cli.FeeCommandError as exc:
+        return fees_cli.fail(str(exc))
     finally:
         engine.dispose()
 
@@ -571,6 +583,7 @@ COMMANDS = {
     "payments": cmd_payments,
     "settle": cmd_settle,
     "outbox": cmd_outbox,
+    "fees": cmd_fees,
     "lmk": cmd_lmk,
 }
 

@@ -133,6 +133,21 @@ MORE_BILLERS = [
     },
 ]
 
+# Fee rules of issue 12, added to any demo database whose biller has none
+# (``add_demo_fee_rules``): TEL01 charges the payer 1 % of the amount, at least 50.
+DEMO_FEE_RULES = [
+    {
+        "biller_code": "TEL01",
+        "channel": None,
+        "acquirer_id": None,
+        "fixed": 0,
+        "percent_bp": 100,
+        "min_fee": 50,
+        "max_fee": None,
+        "payer": "payer",
+    },
+]
+
 # Holder names as the biller keeps them (several scripts); the wire carries them
 # transliterated and masked.
 SURNAMES = [
@@ -202,6 +217,21 @@ def add_demo_billers(conn: Connection, seal: Callable[[str, bytes], str]) -> lis
     for row in rows:
         conn.execute(insert(s.billers).values(**row))
     return [r["code"] for r in rows]
+
+
+def add_demo_fee_rules(conn: Connection) -> list[str]:
+    """The demo fee rules of billers that have no rule of their own yet (any other rule
+    untouched); returns the billers they were added for."""
+    have = set(conn.execute(select(s.fee_rules.c.biller_code)).scalars())
+    billers = set(conn.execute(select(s.billers.c.code)).scalars())
+    rows = [
+        dict(r, created_at=datetime.now(UTC))
+        for r in DEMO_FEE_RULES
+        if r["biller_code"] not in have and r["biller_code"] in billers
+    ]
+    for row in rows:
+        conn.execute(insert(s.fee_rules).values(**row))
+    return [r["biller_code"] for r in rows]
 
 
 def add_demo_debt_keys(conn: Connection) -> list[str]:

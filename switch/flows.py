@@ -13,6 +13,7 @@ from switch.security import cards, mac
 from switch.services import Services
 from switch.steps import (
     checks,
+    fees,
     inquiry,
     network,
     online,
@@ -63,13 +64,14 @@ FLOWS: dict[tuple[str, str | None], Flow] = {
             checks.route,
             checks.amount,
             online.reachable,  # an open circuit: 91 before the PIN's round trips
+            fees.price,
             cards.verify_on_us_pin,
             online.pay_by_kind,
         ),
     ),
     ("0220", "50"): Flow(
         ("3", "4", "7", "11", "32", "48", "49"),
-        _MONEY_ENTRY + (checks.bill_data, payment.advice_route, online.advice_by_kind),
+        _MONEY_ENTRY + (checks.bill_data, payment.advice_route, fees.price, online.advice_by_kind),
     ),
     ("0400", None): _REVERSAL,
     ("0420", None): _REVERSAL,

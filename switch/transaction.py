@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from iso.dialect import base_mti, response_mti
 from switch.errors import FormatError
+from switch.ledger.fees import NO_FEE, Fee
 from switch.ledger.reference import Biller, Terminal
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Transaction:
     bill_data: dict[str, str] = field(default_factory=dict)
     biller: Biller | None = None
     amount: int = 0
+    fee: Fee = NO_FEE  # a payment's fee and who pays it (switch/steps/fees.py)
     business_day: date | None = None
     out: dict[str, str] = field(default_factory=dict)  # response fields beyond the echo
     out_bill: dict[str, str] = field(default_factory=dict)  # response DE 48 tags

@@ -22,6 +22,8 @@ from sqlalchemy import Connection, bindparam, func, select, tuple_
 
 from switch.ledger import accounts as acc
 from switch.ledger import schema as s
+from switch.ledger.amount_rules import due_violation
+from switch.ledger.fees import BILLER, PAYER
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.orders import PAID, BatchOrder, Order, Outcome
 from switch.ledger.reference import Biller
@@ -44,15 +46,6 @@ def allocate(open_debts: Sequence[tuple[int, int]], amount: int) -> list[tuple[i
     return result
 
 
-def amount_rule_violation(biller: Biller, amount: int, due: int) -> str | None:
-    """Why ``amount`` breaks the biller's partial/overpayment rules against ``due``, if it does."""
-    if amount > due and not biller.overpay_allowed:
-        return "above the amount due"
-    if amount < due and not biller.partial_allowed:
-        return "below the amount due and partial payment is not allowed"
-    return None
-
-
 @dataclass
 class PaymentOrder(BatchOrder):
     """One payment or advice.
@@ -60,6 +53,9 @@ class PaymentOrder(BatchOrder):
     An advice cannot be declined for a business reason: the acquirer already
     took the money. It pays what is open, oldest first; the rest stays on the
     biller's payable account (or in suspense for an unknown biller).
+
+    ``fee`` was priced by the pipeline from the node's fee rules (switch/ledger/fees.py);
+    ``fee_payer`` says who pays it: the payer on top of the amount, or the biller.
     """
 
     biller: Biller | None
@@ -73,6 +69,8 @@ class PaymentOrder(BatchOrder):
     masked_pan: str | None = None
     pan_hash: str | None = None
     wallet: str | None = None  # an on-us card's wallet account pays instead of the acquirer
+    fee: int = 0
+    fee_payer: str = PAYER
 
     @property
     def account_key(self) -> AccountKey:
@@ -86,8 +84,9 @@ class PaymentOrder(BatchOrder):
         return self.biller is not None and self.biller.debts_held
 
     @property
-    def fee(self) -> int:
-        return self.biller.fee_fixed if self.biller else 0
+    def on_top(self) -> int:
+        """What the payer pays beyond the amount: the fee, when the payer pays it."""
+        return self.fee if self.fee_payer == PAYER else 0
 
     @property
     def biller_facts(self) -> tuple[str | None, ...]:
@@ -193,7 +192,7 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
     if not p.advice:
         if p.account_key not in known:
             return Outcome("14")
-        if amount_rule_violation(p.biller, p.amount, due):  # type: ignore[arg-type]
+        if due_violation(p.biller, p.amount, due):  # type: ignore[arg-type]
             return Outcome("13", {"due": due})
     declined = _decide_funds(p, funds)
     if declined:
@@ -206,14 +205,15 @@ def _decide(p: PaymentOrder, known: set[AccountKey], debts: dict, funds: dict) -
 
 
 def _decide_funds(p: PaymentOrder, funds: dict) -> Outcome | None:
-    """An on-us card's wallet must hold the amount and fee (taken in memory); None when it
-    pays (or no wallet pays). A blocked card never gets here: its PIN try was refused."""
+    """An on-us card's wallet must hold the amount and a payer's fee (taken in memory); None
+    when it pays (or no wallet pays). A blocked card never gets here: its PIN try was
+    refused."""
     if not p.wallet:
         return None
     wallet = funds[p.wallet]
-    if wallet.funds < p.amount + p.fee:
+    if wallet.funds < p.amount + p.on_top:
         return Outcome("51")
-    wallet.funds -= p.amount + p.fee
+    wallet.funds -= p.amount + p.on_top
     return None
 
 
@@ -244,7 +244,7 @@ def _spent(approved: list[tuple[PaymentOrder, Outcome]]) -> dict[str, int]:
     spent: dict[str, int] = {}
     for p, _ in approved:
         if p.wallet:
-            spent[p.wallet] = spent.get(p.wallet, 0) + p.amount + p.fee
+            spent[p.wallet] = spent.get(p.wallet, 0) + p.amount + p.on_top
     return spent
 
 
@@ -263,6 +263,7 @@ _PAYMENTS = (
     "account",
     "amount",
     "fee",
+    "fee_payer",
     "reversed_amount",
     "currency",
     "advice",
@@ -295,6 +296,7 @@ def _insert_payments(
             p.account,
             p.amount,
             p.fee,
+            p.fee_payer,
             0,
             p.currency,
             p.advice,
@@ -339,6 +341,23 @@ def _postings(conn: Connection, p: PaymentOrder, o: Outcome) -> list[Posting]:
     common = (o.facts["payment_id"], p.key.acquirer_id, p.currency, p.business_day)
     result = [Posting("payment", *common, ((receivable, p.amount), (payable, -p.amount)))]
     if p.fee:
-        legs = ((receivable, p.fee), (acc.fee_income(p.currency), -p.fee))
-        result.append(Posting("fee", *common, legs))
+        result.append(fee_posting("fee", p.fee_payer, p.fee, receivable, payable, common))
     return result
+
+
+def fee_posting(
+    kind: str, payer: str, fee: int, receivable: str, payable: str, common: tuple
+) -> Posting:
+    """A fee's journal row (``fee``) or its reversal (``fee_reversal``, entries mirrored).
+
+    The payer's fee is owed by whoever paid the amount (the acquirer's receivable, or an
+    on-us wallet); the biller's is taken from its payable. Both go to the fee income. A
+    biller-paid fee's row names no acquirer: the acquirer owes nothing for it, so its
+    totals (0510) leave it out as they must.
+    """
+    payment_id, acquirer_id, currency, day = common
+    debtor = payable if payer == BILLER else receivable
+    sign = 1 if kind == "fee" else -1
+    legs = ((debtor, sign * fee), (acc.fee_income(currency), -sign * fee))
+    owner = None if payer == BILLER else acquirer_id
+    return Posting(kind, payment_id, owner, currency, day, legs)

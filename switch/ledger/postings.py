@@ -32,7 +32,7 @@ from switch.ledger.orders import (
     RequestKey,
     key_clause,
 )
-from switch.ledger.payments import PaymentOrder, allocate, amount_rule_violation
+from switch.ledger.payments import PaymentOrder, allocate
 from switch.ledger.reversals import ReversalOrder, original_key, original_payments
 from switch.ledger.sql import Writes, bind
 
@@ -45,7 +45,6 @@ __all__ = [
     "RequestKey",
     "ReversalOrder",
     "allocate",
-    "amount_rule_violation",
     "record",
     "record_batch",
 ]

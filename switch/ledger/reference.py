@@ -1,4 +1,4 @@
-"""Reference data (acquirers, terminals, billers) held in memory.
+"""Reference data (acquirers, terminals, billers, fee rules) held in memory.
 
 Every request needs them, so they are read once and refreshed on demand
 instead of costing a database round trip per message.
@@ -13,6 +13,7 @@ from sqlalchemy import Connection, select
 
 from routing.billers import Endpoint
 from switch.ledger import schema as s
+from switch.ledger.fees import FeeRules, load_fee_rules
 
 # Opens a biller's sealed secret (switch/sealing.py): ``(code, sealed) -> secret``, or
 # None when it does not open (the caller logs why); that biller then has no endpoint.
@@ -42,7 +43,6 @@ class Biller:
     max_amount: int | None
     partial_allowed: bool
     overpay_allowed: bool
-    fee_fixed: int
     active: bool
     url: str | None = None  # online: base URL of its API
     secret: str | None = field(default=None, repr=False)  # online: sealed HMAC secret
@@ -62,6 +62,7 @@ class Reference:
     terminals: dict[tuple[str, str], Terminal]
     billers: dict[str, Biller]
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    fees: FeeRules = field(default_factory=FeeRules)
 
     def terminal(self, acquirer_id: str, terminal_id: str) -> Terminal | None:
         return self.terminals.get((acquirer_id, terminal_id))
@@ -95,7 +96,6 @@ def load_reference(conn: Connection, unseal: Unseal | None = None) -> Reference:
             r.max_amount,
             r.partial_allowed,
             r.overpay_allowed,
-            r.fee_fixed,
             r.status == "active",
             r.url,
             r.secret,
@@ -104,7 +104,8 @@ def load_reference(conn: Connection, unseal: Unseal | None = None) -> Reference:
         )
         for r in conn.execute(select(s.billers))
     }
-    return Reference(acquirers, terminals, billers, _endpoints(billers, unseal))
+    endpoints = _endpoints(billers, unseal)
+    return Reference(acquirers, terminals, billers, endpoints, load_fee_rules(conn))
 
 
 def _endpoints(billers: dict[str, Biller], unseal: Unseal | None) -> dict[str, Endpoint]:

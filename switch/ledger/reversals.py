@@ -26,7 +26,7 @@ from switch.ledger import schema as s
 from switch.ledger.journal import Posting, post_all
 from switch.ledger.online import Reversed, tell_reversals
 from switch.ledger.orders import REVERSED_FIRST, BatchOrder, Order, Outcome, RequestKey
-from switch.ledger.payments import spend_wallets
+from switch.ledger.payments import fee_posting, spend_wallets
 from switch.ledger.sql import Writes
 
 
@@ -110,6 +110,7 @@ class _Payment:
     currency: str
     reversed_amount: int
     biller_payment_id: str | None = None  # an online payment's id at its biller
+    fee_payer: str = "payer"
 
 
 @dataclass
@@ -207,6 +208,7 @@ def originals(
             row.currency,
             row.reversed_amount,
             row.biller_payment_id,
+            row.fee_payer,
         )
     return found, tombstones
 
@@ -251,6 +253,12 @@ def _restore(payment: _Payment, allocations: list[_Allocation], target: int, wor
 
 
 def _postings(payment: _Payment, delta: int, target: int, day) -> list[Posting]:  # type: ignore[no-untyped-def]
+    """The reversal's row, and the fee's reversal once the payment is reversed in full.
+
+    A partial reversal leaves the fee alone (the payment was made, if for less): the fee
+    is reversed, whole, by the reversal that takes the payment back in full, whether it
+    comes first or after partial ones. So a fee is either charged or reversed, never
+    split, and no rounding of a share of it is needed."""
     receivable = payment.debit_account  # the wallet of an on-us card gets its money back
     if payment.biller_code:
         payable = acc.biller_payable(payment.biller_code, payment.currency)
@@ -259,6 +267,6 @@ def _postings(payment: _Payment, delta: int, target: int, day) -> list[Posting]:
     common = (payment.id, payment.acquirer_id, payment.currency, day)
     result = [Posting("reversal", *common, ((receivable, -delta), (payable, delta)))]
     if target == payment.amount and payment.fee:
-        legs = ((receivable, -payment.fee), (acc.fee_income(payment.currency), payment.fee))
-        result.append(Posting("fee_reversal", *common, legs))
+        payer, fee = payment.fee_payer, payment.fee
+        result.append(fee_posting("fee_reversal", payer, fee, receivable, payable, common))
     return result

@@ -54,6 +54,7 @@ billers = Table(
     Column("max_amount", BigInteger),
     Column("partial_allowed", Boolean, nullable=False, default=True),
     Column("overpay_allowed", Boolean, nullable=False, default=False),
+    # Superseded by fee_rules (migration 0014 made a rule of each one set); not read.
     Column("fee_fixed", BigInteger, nullable=False, default=0),
     Column("settlement_account", String(34)),
     Column("status", String(10), nullable=False, default="active"),
@@ -135,6 +136,14 @@ payments = Table(
     Column("account", String(32), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("fee", BigInteger, nullable=False, default=0),
+    Column(
+        "fee_payer",
+        String(6),
+        nullable=False,
+        default="payer",
+        server_default="payer",
+        comment="who pays the fee: payer (on top, DE 28) or biller (from its payable)",
+    ),
     Column("reversed_amount", BigInteger, nullable=False, default=0),
     Column("currency", String(3), nullable=False),
     Column("advice", Boolean, nullable=False, default=False),
@@ -363,4 +372,27 @@ settlements = Table(
     Column("last_error", String(200), comment="why the last run did not finish"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# -- fee rules (migration 0015): reference data, switch/ledger/fees.py ---------
+
+fee_rules = Table(
+    "fee_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biller_code", String(8), comment="NULL: any biller"),
+    Column("channel", String(8), comment="ATM, POS or HOST; NULL: any channel"),
+    Column("acquirer_id", String(11), comment="DE 32; NULL: any acquirer"),
+    Column("fixed", BigInteger, nullable=False, default=0, comment="minor units"),
+    Column(
+        "percent_bp",
+        Integer,
+        nullable=False,
+        default=0,
+        comment="basis points of the amount (100 = 1 %), rounded half up",
+    ),
+    Column("min_fee", BigInteger, nullable=False, default=0, comment="minor units"),
+    Column("max_fee", BigInteger, comment="minor units; NULL: no maximum"),
+    Column("payer", String(6), nullable=False, comment="payer (on top) or biller (deducted)"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

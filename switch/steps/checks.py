@@ -16,6 +16,7 @@ from switch.errors import (
     NotSupported,
     UnknownParty,
 )
+from switch.ledger.amount_rules import arrival_violation
 from switch.services import Services
 from switch.transaction import Transaction
 
@@ -88,17 +89,13 @@ async def route(t: Transaction, sv: Services) -> None:
 
 
 async def amount(t: Transaction, sv: Services) -> None:
-    """Amount and currency against the biller's static rules (debt rules come in the ledger)."""
+    """Amount and currency against the biller's settings (switch/ledger/amount_rules.py,
+    ``ON_ARRIVAL``); the rules against the amount due are the ledger's."""
     t.amount = amount_of(t)
-    currency = t.field("49")
-    biller = t.biller
-    assert biller is not None
-    if t.amount == 0:
-        raise InvalidAmount("zero amount")
-    if currency != biller.currency:
-        raise InvalidAmount("currency differs from the biller's")
-    if t.amount < biller.min_amount or (biller.max_amount and t.amount > biller.max_amount):
-        raise InvalidAmount("outside the biller's limits")
+    assert t.biller is not None
+    why = arrival_violation(t.biller, t.amount, t.field("49"))
+    if why is not None:
+        raise InvalidAmount(why)
 
 
 def amount_of(t: Transaction) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iso.amounts import additional_amount, amount_field
+from iso.amounts import additional_amount, amount_field, fee_amount
 from iso.bill_data import build_bill_data
 from iso.text import mask_name
 from switch.errors import UnknownAccount
@@ -24,6 +24,18 @@ async def inquire(t: Transaction, sv: Services) -> dict[str, str]:
     if bill.amount_due is not None:
         t.out_bill["DU"] = amount_field(bill.amount_due)
         t.out["54"] = additional_amount(bill.amount_due, biller.currency, AMOUNT_DUE)
+        _fee_of_paying(t, sv, bill.amount_due)
     t.out["48"] = build_bill_data(t.out_bill)
     t.out.setdefault("49", biller.currency)
     return t.response("00")
+
+
+def _fee_of_paying(t: Transaction, sv: Services, due: int) -> None:
+    """DE 28: what the payer would pay on top to pay the amount due, when a payer's fee
+    applies (nothing when none does, or the biller pays it: the answer stays as it was)."""
+    assert t.biller is not None and t.terminal is not None
+    if due <= 0:
+        return
+    fee = sv.reference().fees.price(t.biller.code, t.origin.kind, t.terminal.acquirer_id, due)
+    if fee.on_top:
+        t.out["28"] = fee_amount(fee.on_top)

@@ -30,8 +30,8 @@ def payment_response(t: Transaction, outcome: Outcome) -> dict[str, str]:
     if "due" in facts:  # an acknowledged repeat of an approved payment says nothing of debts
         bill["DU"] = amount_field(facts["due"])
     out = {"38": facts["auth_code"], "48": build_bill_data(bill)}
-    if t.biller is not None:
-        out["28"] = fee_amount(t.biller.fee_fixed)
+    if t.biller is not None:  # what the payer pays on top: D00000000 when the biller pays
+        out["28"] = fee_amount(t.fee.on_top)
     return t.response("00", out)
 
 
@@ -56,6 +56,8 @@ def order(
         masked_pan=mask_pan(pan) if pan else None,
         pan_hash=t.pan_hash or (sv.hasher.pan(pan) if pan else None),
         wallet=t.wallet,
+        fee=t.fee.amount,
+        fee_payer=t.fee.payer,
     )
 
 

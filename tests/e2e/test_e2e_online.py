@@ -30,6 +30,7 @@ from hsm_sim.crypto.des import encrypt_ecb
 from hsm_sim.crypto.pinblock import make_iso0
 from loadtest.biller_process import BillerSimProcess
 from switch.demo import DEMO_CARD_PAN
+from switch.ledger import accounts as acc
 from switch.ledger import schema as s
 from tests.client import IsoClient, bill_data, inquiry, payment, reversal
 from tests.conftest import BACKENDS
@@ -370,3 +371,27 @@ def test_an_open_circuit_is_91_before_the_on_us_pin_is_verified(
     request.update({"2": DEMO_CARD_PAN, "52": block, "53": "0100000000000000", "14": "3012"})
     call(atm, request, code="91")
     assert _wrong_pins(ledger) == tried
+# -- fees (issue 12) --------------------------------------------------------
+
+
+def test_the_demo_fee_of_tel01_is_the_switchs_and_the_biller_is_asked_the_amount_only(
+    atm: IsoClient, ledger: Ledger, sim: BillerSimProcess
+) -> None:
+    """TEL01's demo rule: 1 %, at least 50, paid by the payer on top (DE 28)."""
+    response = call(atm, inquiry("5550001", biller=TEL))
+    assert (bill_data(response)["DU"], response["28"]) == ("000000008800", "D00000088")
+    income = acc.fee_income("944")
+    for account, amount, fee in (("5550001", 8800, 88), ("5550040", 2500, 50)):
+        response = call(atm, payment(account, amount, biller=TEL))
+        assert response["28"] == f"D{fee:08d}"
+        payment_id = receipt(response)
+        receivable, payable = (
+            acc.acquirer_receivable("100001", "944"),
+            acc.biller_payable(TEL, "944"),
+        )
+        assert ledger.journal(payment_id) == [
+            ("payment", amount, [(receivable, amount), (payable, -amount)]),
+            ("fee", fee, [(receivable, fee), (income, -fee)]),
+        ]
+        held = _held(sim, TEL, account)
+        assert [(h["status"], h["amount"]) for h in held] == [("accepted", amount)]

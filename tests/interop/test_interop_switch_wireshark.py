@@ -12,19 +12,45 @@ expected), on both backends.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from iso.dialect import SPEC, decode_message
 from iso.framing import BINARY2, encode_frame
+from switch.cli import main
 from tests import client as c
+from tests.conftest import BACKENDS, backend_url
 from tests.pcap import TSHARK_MISSING, have_tshark, tshark_decode, tshark_fields, write_pcap
 from tests.switch_process import SwitchProcess
 
 pytestmark = pytest.mark.skipif(not have_tshark(), reason=TSHARK_MISSING)
 
 BINARY = {key for key, spec in SPEC.items() if spec["data_enc"] == "b"}
+REFRESH = "reference_refresh = 0.3  # seconds: the fee rules added below are seen quickly\n"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def switch(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[SwitchProcess]:  # type: ignore[no-untyped-def]
+    """The demo switch with fee rules: MOB01 charges the payer 150 (DE 28 on the wire);
+    UTIL01 through the host link 1, whose inquiry shows when the rules are served."""
+    home = tmp_path_factory.mktemp("switch")
+    for url in backend_url(request.param, home):
+        with SwitchProcess.start(home, url, top_config=REFRESH) as proc:
+            where = ["--home", str(home), "--db", url]
+            assert main(["fees", "add", "--biller", "MOB01", "--fixed", "150", *where]) == 0
+            rule = ["--biller", "UTIL01", "--acquirer", "200002", "--fixed", "1"]
+            assert main(["fees", "add", *rule, *where]) == 0
+            deadline = time.monotonic() + 60
+            with proc.client("host") as host:
+                c.sign_on(host, terminal="", acquirer="200002")
+                inquiry = c.inquiry("1000001", terminal="", acquirer="200002")
+                while host.call(dict(inquiry, **c.terminal_fields("", "200002"))).get("28") is None:
+                    assert time.monotonic() < deadline, "the switch never served the fee rules"
+                    time.sleep(0.1)
+            yield proc
 
 
 def _session(proc: SwitchProcess, channel: str, requests: list[dict[str, str]]) -> list:
@@ -70,6 +96,18 @@ def _atm_requests() -> list[tuple[dict[str, str], Expected]]:
         (
             reverse,
             ("0410", "00", {k: reverse[k] for k in ("3", "4", "49", "90", "95")}),
+        ),
+        (
+            c.payment("994500000001", 1000, biller="MOB01"),
+            (
+                "0210",
+                "00",
+                {
+                    "28": "D00000150",  # the payer's fee, on top of DE 4
+                    "38": re.compile(r"[0-9A-Za-z]{6}"),
+                    "48": re.compile(r"BL005MOB01AC012994500000001RN011P\d{10}"),
+                },
+            ),
         ),
         (c.inquiry("9999999"), ("0210", "14", {"3": "310000"})),
         (c.network("301"), ("0810", "00", {"70": "301"})),

@@ -24,6 +24,7 @@ from switch.ledger import queries
 from switch.ledger import schema as s
 from switch.ledger.accounts import ensure_accounts
 from switch.ledger.database import make_engine, migrate
+from switch.ledger.fees import PAYER, FeeRule, FeeRules
 from switch.ledger.postings import (
     Order,
     Outcome,
@@ -48,13 +49,23 @@ ATM = "ATM00001"
 CUR = "944"
 TRANSMITTED = "1122101500"
 
-# Billers the demo data lacks: one with a fee, one that forbids partial payment,
-# one that allows overpayment. Each has one customer with one debt.
+# Billers the demo data lacks: one with a fee (a fee rule: fixed, paid by the payer),
+# one that forbids partial payment, one that allows overpayment. Each has one customer
+# with one debt.
 EXTRA_BILLERS = [
     ("FEE01", "Fee Biller", True, False, 150, "F1", 10000),
     ("FULL01", "Full Amount Biller", False, False, 0, "U1", 5000),
     ("OVER01", "Overpay Biller", True, True, 0, "O1", 3000),
 ]
+
+
+# The fee rules open_ledger stores, as the pipeline's snapshot would hold them: orders
+# built by ``payment`` are priced with them.
+TEST_FEES = FeeRules(
+    FeeRule(i, code, None, None, fixed=fee)
+    for i, (code, _, _, _, fee, _, _) in enumerate(EXTRA_BILLERS, 1)
+    if fee
+)
 
 
 def open_ledger(url: str) -> Engine:
@@ -74,11 +85,17 @@ def open_ledger(url: str) -> Engine:
                     max_amount=None,
                     partial_allowed=partial,
                     overpay_allowed=overpay,
-                    fee_fixed=fee,
+                    fee_fixed=0,
                     settlement_account=None,
                     status="active",
                 )
             )
+            if fee:
+                conn.execute(
+                    insert(s.fee_rules).values(
+                        biller_code=code, fixed=fee, payer=PAYER, created_at=NOW
+                    )
+                )
             conn.execute(
                 insert(s.customers).values(biller_code=code, account=account, name="Test T.")
             )
@@ -149,8 +166,11 @@ def payment(
     day: date = DAY,
     biller_code: str | None = None,
     cls: type[PaymentOrder] = PaymentOrder,
+    fees: FeeRules = TEST_FEES,
+    channel: str = "ATM",
 ) -> PaymentOrder:
-    """A 0200 (or 0220 advice) whose request hash is computed from its content."""
+    """A 0200 (or 0220 advice) whose request hash is computed from its content, its fee
+    priced with ``fees`` as the pipeline would."""
     mti = "0220" if advice else "0200"
     stan = stan or next_stan()
     code = biller.code if biller else (biller_code or "NOSUCH")
@@ -167,6 +187,7 @@ def payment(
     }
     if period:
         fields["48"] += f"PE006{period}"
+    fee = fees.price(biller.code, channel, acquirer, amount) if biller else None
     return cls(
         key=RequestKey(acquirer, terminal, stan, transmitted, mti),
         request_hash=HASHER.request(mti, fields),
@@ -178,8 +199,10 @@ def payment(
         amount=amount,
         currency=currency,
         advice=advice,
-        channel="ATM",
+        channel=channel,
         rrn=f"R{stan}",
+        fee=fee.amount if fee else 0,
+        fee_payer=fee.payer if fee else PAYER,
     )
 
 

@@ -9,7 +9,9 @@ from sqlalchemy import Engine, select
 
 from switch.ledger import queries
 from switch.ledger import schema as s
+from switch.ledger.fees import PAYER, Fee
 from switch.ledger.postings import PaymentOrder, record
+from switch.ledger.reference import load_reference
 from tests.ledger.ledger_support import (
     CUR,
     FEE_INCOME,
@@ -40,7 +42,9 @@ def util(ledger: Engine):  # type: ignore[no-untyped-def]
 def test_reference_loads_the_billers(ledger: Engine) -> None:
     b = billers(ledger)
     assert b[UTIL].currency == CUR and b[UTIL].partial_allowed and not b[UTIL].overpay_allowed
-    assert b["FEE01"].fee_fixed == 150
+    with ledger.connect() as conn:
+        fees = load_reference(conn).fees
+    assert fees.price("FEE01", "ATM", "100001", 4000) == Fee(150, PAYER)
     assert not b["FULL01"].partial_allowed
     assert b["OVER01"].overpay_allowed
 

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event, func, select
 from routing.billers import Accepted
 from switch.ledger import online
 from switch.ledger import schema as s
+from switch.ledger.fees import BILLER, FeeRule, FeeRules
 from switch.ledger.orders import Order
 from switch.ledger.postings import Recorded, record_batch
 from tests.ledger.ledger_support import (
@@ -77,6 +78,23 @@ def _payments(ledger: Engine, n: int) -> list[Order]:
     return [payment(util, "1000002", 10) for _ in range(n)]
 
 
+# Fees of both payers: their journal rows and entries go into the payments' own inserts
+# (their ids drawn with the payments'), so a batch with fees costs what one without does.
+FEES = FeeRules(
+    [
+        FeeRule(1, UTIL, "ATM", None, percent_bp=100, min_fee=50),
+        FeeRule(2, UTIL, None, None, fixed=10, payer=BILLER),
+    ]
+)
+
+
+def _with_fees(ledger: Engine, n: int) -> list[Order]:
+    util = billers(ledger)[UTIL]
+    return [
+        payment(util, "1000002", 10, fees=FEES, channel="ATM" if i % 2 else "POS") for i in range(n)
+    ]
+
+
 def _mixed(ledger: Engine, extra: int) -> list[Order]:
     util = billers(ledger)[UTIL]
     earlier = payment(util, "1000002", 7)
@@ -102,6 +120,20 @@ def test_a_batch_of_payments_costs_a_fixed_few_statements(ledger: Engine) -> Non
         assert many == PAYMENTS
     with ledger.connect() as conn:
         assert_invariants(conn)
+
+
+def test_fees_cost_a_batch_no_statement(ledger: Engine) -> None:
+    _count(ledger, _with_fees(ledger, 2))  # the day's row, the fee income account known
+    few, answers = _count(ledger, _with_fees(ledger, 2))
+    many, more = _count(ledger, _with_fees(ledger, 30))
+    assert {r.code for r in answers + more} == {"00"}
+    assert few == many
+    if _postgres(ledger):
+        assert many == PAYMENTS
+    with ledger.connect() as conn:
+        assert_invariants(conn)
+        kinds = conn.exec_driver_sql("SELECT count(*) FROM journal WHERE kind = 'fee'").scalar()
+        assert kinds == 2 + 2 + 30
 
 
 def test_a_batch_with_a_reversal_between_payments_of_its_account(ledger: Engine) -> None:
