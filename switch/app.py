@@ -84,6 +84,9 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         added = demo.add_demo_billers(conn, home_sealer(settings.home).seal)
         if added:
             log.info("demo billers added", billers=", ".join(added))
+        payers = demo.add_demo_payer_codes(conn)
+        if payers:
+            log.info("demo payer codes added", codes=", ".join(payers))
         keyed = demo.add_demo_debt_keys(conn)
         if keyed:
             log.info("demo debt-file keys registered (test-only)", billers=", ".join(keyed))

@@ -1,4 +1,4 @@
-"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, lmk, hsm-sim,
+"""The ``billswitch`` command: run, migrate, keys, cards, billers, debts, payers, lmk, hsm-sim,
 biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
@@ -20,7 +20,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from twisted.internet.error import CannotListenError
 
-from switch import billers_cli, cards_cli, debts_cli, keys_cli, lmk_cli, metrics, systemd
+from switch import (
+    billers_cli,
+    cards_cli,
+    debts_cli,
+    keys_cli,
+    lmk_cli,
+    metrics,
+    payers_cli,
+    systemd,
+)
 from switch.config import ConfigError, Settings, check, load, show_settings
 from switch.custody import CustodyError
 from switch.existing_db import NoDatabase, open_existing
@@ -73,6 +82,7 @@ _EXAMPLES = """examples:
   billswitch billers add MOB02 --name 'Mobile Top-up' --kind outline --currency 944
   billswitch billers set-key UTIL01 util01-public.pem
   billswitch debts import UTIL01-20261101.xml   (its signature beside it: .xml.sig)
+  billswitch payers add PC1000001 UTIL01:1000002 TEL01:5550001
 """
 
 
@@ -135,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     _with_actions(cards_cli.add_arguments(sub))
     _with_actions(billers_cli.add_arguments(sub))
     _with_actions(debts_cli.add_arguments(sub))
+    _with_actions(payers_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -468,6 +479,19 @@ def cmd_debts(args: argparse.Namespace) -> int:
         return debts_cli.fail(str(exc))
 
 
+def cmd_payers(args: argparse.Namespace) -> int:
+    try:
+        engine = open_existing(_settings(args), write=args.action != "list")
+    except NoDatabase as exc:
+        return payers_cli.fail(str(exc))
+    try:
+        return payers_cli.run(args, engine)
+    except payers_cli.PayerCommandError as exc:
+        return payers_cli.fail(str(exc))
+    finally:
+        engine.dispose()
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """``config check`` loads and validates (errors reach main's one-line handler)."""
     settings = _settings(args)
@@ -486,6 +510,7 @@ COMMANDS = {
     "cards": cmd_cards,
     "billers": cmd_billers,
     "debts": cmd_debts,
+    "payers": cmd_payers,
     "lmk": cmd_lmk,
 }
 
