@@ -93,8 +93,8 @@ class ReversalOrder(BatchOrder):
     def _reverse_split(self, head: _Payment, allocations: dict, work: _Work) -> Outcome:
         """A payer-code split (switch/ledger/splits.py), reversed as one payment: the
         reversed amount comes off the parts newest debt first (the last AL entry first),
-        each part as a payment of its own (its debts reopened, an online part's biller
-        told), in one journal row on the head crediting each biller's payable back."""
+        each part as a payment of its own (its debts reopened, its journal row, an online
+        part's biller told), and one journal row of the acquirer's on the head."""
         parts = head.parts or []
         target = head.amount - max(self.kept, 0)
         delta = target - head.reversed_amount
@@ -107,7 +107,7 @@ class ReversalOrder(BatchOrder):
         )
         if partial_online and not self.advice:
             return Outcome("12")  # an online biller reverses whole payments only (README)
-        back: dict[str, int] = {}
+        back: list[tuple[_Payment, int]] = []
         for part, part_target in zip(parts, targets, strict=True):
             moved = part_target - part.reversed_amount
             if moved <= 0:
@@ -116,8 +116,7 @@ class ReversalOrder(BatchOrder):
                 partial = part_target < part.amount
                 work.told.append(Reversed(part.biller_code, part.biller_payment_id, partial))
             _restore(part, allocations.get(part.id, []), part_target, work)
-            payable = acc.biller_payable(part.biller_code, part.currency)
-            back[payable] = back.get(payable, 0) + moved
+            back.append((part, moved))
             part.reversed_amount = part_target
             work.reversed[part.id] = part_target
         postings = _split_postings(head, back, delta, target, self.business_day)
@@ -355,14 +354,19 @@ def _part_targets(parts: list[_Payment], target: int) -> list[int]:
 
 
 def _split_postings(
-    head: _Payment, back: dict[str, int], delta: int, target: int, day
+    head: _Payment, back: list[tuple[_Payment, int]], delta: int, target: int, day
 ) -> list[Posting]:  # type: ignore[no-untyped-def]
+    """The head's reversal (the acquirer's, out of the clearing account) and each part's
+    (no acquirer: its biller's payable back into the clearing account)."""
+    clearing = acc.split_clearing(head.currency)
     common = (head.id, head.acquirer_id, head.currency, day)
-    legs = ((head.debit_account, -delta), *back.items())
-    result = [Posting("reversal", *common, legs)]
+    result = [Posting("reversal", *common, ((head.debit_account, -delta), (clearing, delta)))]
     if target == head.amount and head.fee:
         legs = ((head.debit_account, -head.fee), (acc.fee_income(head.currency), head.fee))
         result.append(Posting("fee_reversal", *common, legs))
+    for part, moved in back:
+        legs = ((clearing, -moved), (acc.biller_payable(part.biller_code, part.currency), moved))
+        result.append(Posting("reversal", part.id, None, part.currency, day, legs))
     return result
 
 

@@ -4,14 +4,16 @@ One request, one identity, one answer: the acquirer paid one amount (DE 4), so t
 split is one order of the writer's batch and writes
 
 - one payment row for the whole request, the **head** (``biller_code`` empty,
-  ``account`` the payer code, ``amount`` DE 4): the transaction identity and the
-  request row point at it, and its journal rows are the acquirer's (one
-  ``payment`` row whose legs credit each biller's payable account, one ``fee`` row
-  for the parts' fees), so a 0500 counts the split once;
+  ``account`` the payer code, ``amount`` DE 4, ``fee`` the parts' billers' fees):
+  the transaction identity and the request row point at it, and its journal rows
+  are the acquirer's (``payment``: receivable to the split clearing account
+  ``SPLIT:<cur>``; ``fee``), so a 0500 counts the split once;
 - one payment row per account paid, the **parts** (that biller, that account, the
-  part's amount and fee; an online part with its payment id, reference, receipt and
-  token at the biller): what each biller is owed, with the allocations of the held
-  parts to their debts. Parts have no journal rows of their own.
+  part's amount; an online part with its payment id, reference, receipt and token
+  at the biller): what each biller is owed, with the allocations of the held parts
+  to their debts, and each with its own ``payment`` journal row (no acquirer: from
+  the clearing account to the biller's payable), so a biller's day (settlement,
+  payment files) sees its parts as payments of its own.
 
 ``payments.split_of`` holds the head's id on the head and on each part.
 
@@ -183,7 +185,7 @@ class SplitPaymentOrder(Order):
         paid: list[Paid] = facts["parts"]
         fee = facts["fee"]
         ids, journal_ids = next_ids_of(
-            conn, [(s.payments, 1 + len(paid)), (s.journal, 2 if fee else 1)]
+            conn, [(s.payments, 1 + len(paid)), (s.journal, 1 + len(paid) + (1 if fee else 0))]
         )
         head = ids[0]
         facts["payment_id"] = head
@@ -204,7 +206,7 @@ class SplitPaymentOrder(Order):
             )  # fmt: skip
             rows.append(
                 (payment_id, *common, p.part.biller, p.part.account, p.part.amount,
-                 p.biller.fee_fixed, 0, self.currency, False, self.rrn, facts["auth_code"],
+                 0, 0, self.currency, False, self.rrn, facts["auth_code"],
                  *card, *facts_there, head)
             )  # fmt: skip
         writes.insert(s.payments, SPLIT_COLUMNS, rows)
@@ -217,21 +219,30 @@ class SplitPaymentOrder(Order):
             by_debt = sorted((debt_id, amount) for _, debt_id, amount, _ in allocations)
             writes.update(s.debts.c.amount_open, "amount_open - {new}", ("id",), by_debt)
             writes.insert(s.allocations, _ALLOCATIONS, allocations)
-        post_all(conn, self._postings(head, paid, fee), now, writes, journal_ids)
+        postings = self._postings(head, list(zip(ids[1:], paid, strict=True)), fee)
+        post_all(conn, postings, now, writes, journal_ids)
 
-    def _postings(self, head: int, paid: list[Paid], fee: int) -> list[Posting]:
+    def _postings(self, head: int, parts: list[tuple[int, Paid]], fee: int) -> list[Posting]:
+        """The head's journal rows (the acquirer's: its payment into the split clearing
+        account, the fee) and each part's (no acquirer: from the clearing account to its
+        biller's payable), so a 0500 counts the split once and each biller's day sees
+        its own payments."""
         receivable = acc.acquirer_receivable(self.key.acquirer_id, self.currency)
-        credits: dict[str, int] = {}
-        for p in paid:
-            payable = acc.biller_payable(p.part.biller, self.currency)
-            credits[payable] = credits.get(payable, 0) - p.part.amount
-        legs = ((receivable, self.amount), *credits.items())
-        common = (head, self.key.acquirer_id, self.currency, self.business_day)
-        result = [Posting("payment", *common, legs)]
-        if fee:
-            result.append(
-                Posting("fee", *common, ((receivable, fee), (acc.fee_income(self.currency), -fee)))
+        clearing = acc.split_clearing(self.currency)
+        day = self.business_day
+        result = [
+            Posting(
+                "payment", head, self.key.acquirer_id, self.currency, day,
+                ((receivable, self.amount), (clearing, -self.amount)),
             )
+        ]  # fmt: skip
+        if fee:
+            legs = ((receivable, fee), (acc.fee_income(self.currency), -fee))
+            result.append(Posting("fee", head, self.key.acquirer_id, self.currency, day, legs))
+        for payment_id, p in parts:
+            payable = acc.biller_payable(p.part.biller, self.currency)
+            legs = ((clearing, p.part.amount), (payable, -p.part.amount))
+            result.append(Posting("payment", payment_id, None, self.currency, day, legs))
         return result
 
 

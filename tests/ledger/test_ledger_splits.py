@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from routing.billers import Accepted
+from switch.ledger import accounts as acc
 from switch.ledger import online, outbox, queries
 from switch.ledger import schema as s
 from switch.ledger.online import Intent
@@ -195,9 +196,24 @@ def test_a_part_against_its_billers_rules_declines_the_split(ledger: Engine) -> 
 
 def test_one_reversal_undoes_the_whole_split(ledger: Engine, held) -> None:  # type: ignore[no-untyped-def]
     order = split_order(held, 515000)
+    totals = _totals(ledger)
     head = int(record_one(ledger, order).response["payment_id"])
+    paid = _totals(ledger)
+    # The acquirer's 0500 sees one payment of DE 4 (and its fee): the head's rows only.
+    assert (paid.payments - totals.payments, paid.payment_amount - totals.payment_amount) == (
+        1,
+        515000,
+    )
+    assert paid.fees - totals.fees == 150
+    assert _balances(ledger).get(acc.split_clearing(CUR), 0) == 0
     before = _balances(ledger)
     assert record_one(ledger, _undo(order)).code == "00"
+    undone = _totals(ledger)
+    assert (undone.reversals - paid.reversals, undone.reversal_amount - paid.reversal_amount) == (
+        1,
+        515000,
+    )
+    assert _balances(ledger).get(acc.split_clearing(CUR), 0) == 0
     assert [r[3] for r in _parts(ledger, head)] == [500000, 10000, 5000]
     with ledger.connect() as conn:
         assert debt_open(conn, "UTIL01", "1000002", "202610") == 500000
@@ -353,6 +369,11 @@ def test_a_declined_split_with_money_at_a_biller_is_recorded(ledger: Engine, hel
     state, at = _settle(ledger)["X-5"]
     assert (at if at.tzinfo else at.replace(tzinfo=NOW.tzinfo)) <= NOW
     _check(ledger)
+
+
+def _totals(ledger: Engine) -> queries.Totals:
+    with ledger.connect() as conn:
+        return queries.acquirer_totals(conn, ACQ, DAY)
 
 
 def _balances(ledger: Engine) -> dict[str, int]:
