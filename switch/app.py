@@ -88,6 +88,9 @@ def _load_demo(conn: Connection, settings: Settings, hasher: Hasher) -> None:
         priced = demo.add_demo_fee_rules(conn)
         if priced:
             log.info("demo fee rules added", billers=", ".join(priced))
+        payers = demo.add_demo_payer_codes(conn)
+        if payers:
+            log.info("demo payer codes added", codes=", ".join(payers))
         keyed = demo.add_demo_debt_keys(conn)
         if keyed:
             log.info("demo debt-file keys registered (test-only)", billers=", ".join(keyed))

@@ -1,5 +1,5 @@
 """The ``billswitch`` command: run, migrate, keys, cards, billers, debts, fees, payments,
-settle, outbox, lmk, hsm-sim, biller-sim, loadtest.
+payers, settle, outbox, lmk, hsm-sim, biller-sim, loadtest.
 
 Errors in the configuration or on the command line end with a one-line
 message naming the file or option, and exit status 2; never a traceback.
@@ -29,6 +29,7 @@ from switch import (
     lmk_cli,
     metrics,
     outbox_cli,
+    payers_cli,
     payments_cli,
     settle_cli,
     systemd,
@@ -90,6 +91,7 @@ _EXAMPLES = """examples:
   billswitch payments public-key
   billswitch settle --business-day 2026-11-22   (a day missed at cut-over)
   billswitch outbox list --state parked
+  billswitch payers add PC1000001 UTIL01:1000002 TEL01:5550001
 """
 
 
@@ -156,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(settle_cli.add_arguments(sub))
     _with_actions(outbox_cli.add_arguments(sub))
     _with_actions(fees_cli.add_arguments(sub))
+    _with_actions(payers_cli.add_arguments(sub))
     lmk_cli.add_arguments(sub)
     return parser
 
@@ -558,6 +561,15 @@ def cmd_settle(args: argparse.Namespace) -> int:
         return settle_cli.run(args, engine, settings)
     except settle_cli.SettleCommandError as exc:
         return settle_cli.fail(str(exc))
+def cmd_payers(args: argparse.Namespace) -> int:
+    try:
+        engine = open_existing(_settings(args), write=args.action != "list")
+    except NoDatabase as exc:
+        return payers_cli.fail(str(exc))
+    try:
+        return payers_cli.run(args, engine)
+    except payers_cli.PayerCommandError as exc:
+        return payers_cli.fail(str(exc))
     finally:
         engine.dispose()
 
@@ -584,6 +596,7 @@ COMMANDS = {
     "settle": cmd_settle,
     "outbox": cmd_outbox,
     "fees": cmd_fees,
+    "payers": cmd_payers,
     "lmk": cmd_lmk,
 }
 

@@ -250,6 +250,31 @@ def add_demo_debt_keys(conn: Connection) -> list[str]:
     return added
 
 
+# Payer codes (issue 12): one code for a payer's accounts at several billers (DE 48 PC).
+DEMO_PAYER_CODES = {"PC1000001": [("UTIL01", "1000002"), ("TEL01", "5550001")]}
+
+
+def add_demo_payer_codes(conn: Connection) -> list[str]:
+    """The demo payer codes this database lacks (older demo databases included; a code
+    an operator made or changed is left alone); returns their codes."""
+    have = set(conn.execute(select(s.payer_codes.c.code)).scalars())
+    billers = set(conn.execute(select(s.billers.c.code)).scalars())
+    added = []
+    for code, pairs in DEMO_PAYER_CODES.items():
+        if code in have or not billers.issuperset(b for b, _ in pairs):
+            continue
+        conn.execute(insert(s.payer_codes).values(code=code, created_at=datetime.now(UTC)))
+        conn.execute(
+            insert(s.payer_accounts),
+            [
+                {"payer_code": code, "biller_code": b, "account": a, "position": i}
+                for i, (b, a) in enumerate(pairs, 1)
+            ],
+        )
+        added.append(code)
+    return added
+
+
 # -- test-only keys (issue 3): published in the README for test clients ------
 # Never use these outside a demo: they are public. Stored under the test LMK.
 DEMO_KEYS = [

@@ -17,6 +17,7 @@ from switch.steps import (
     inquiry,
     network,
     online,
+    payers,
     payment,
     reconciliation,
     repeats,
@@ -43,9 +44,16 @@ _MONEY_ENTRY = (
     checks.admitted,
     checks.signed_on,
 )
+# DE 48 with a payer code (PC, no BL) branches off to its own steps (switch/steps/payers.py).
 _INQUIRY = Flow(
     ("3", "7", "11", "32", "48"),
-    _ENTRY + (checks.bill_data, checks.route, inquiry.inquire),
+    _ENTRY
+    + (
+        payers.when_payer_code(payers.payer_code, payers.inquire),
+        checks.bill_data,
+        checks.route,
+        inquiry.inquire,
+    ),
 )
 _REVERSAL = Flow(("4", "7", "11", "32", "90"), _MONEY_ENTRY + (reversal.reverse,))
 
@@ -60,6 +68,7 @@ FLOWS: dict[tuple[str, str | None], Flow] = {
         ("3", "4", "7", "11", "32", "48", "49"),
         _MONEY_ENTRY
         + (
+            payers.when_payer_code(payers.payer_code, payers.pay),
             checks.bill_data,
             checks.route,
             checks.amount,

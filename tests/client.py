@@ -171,6 +171,40 @@ def payment(
     )
 
 
+def payer_inquiry(
+    code: str, mti: str = "0200", terminal: str = "ATM00001", acquirer: str = "100001"
+) -> dict[str, str]:
+    """A bill inquiry by payer code: DE 48 PC instead of BL + AC."""
+    return _local(
+        {
+            "t": mti,
+            "3": "310000",
+            **terminal_fields(terminal, acquirer),
+            "48": build_bill_data({"PC": code}),
+        }
+    )
+
+
+def payer_payment(
+    code: str,
+    amount: int,
+    currency: str = "944",
+    terminal: str = "ATM00001",
+    acquirer: str = "100001",
+) -> dict[str, str]:
+    """A payment by payer code: one DE 4 amount, split by the switch."""
+    return _local(
+        {
+            "t": "0200",
+            "3": "500000",
+            "4": amount_field(amount),
+            "49": currency,
+            **terminal_fields(terminal, acquirer),
+            "48": build_bill_data({"PC": code}),
+        }
+    )
+
+
 def reversal(
     original: dict[str, str],
     mti: str = "0400",

@@ -54,6 +54,13 @@ def suspense(currency: str) -> str:
     return f"SUSPENSE:{currency}"
 
 
+def split_clearing(currency: str) -> str:
+    """Where a payer-code split passes through (switch/ledger/splits.py): the head's
+    journal row moves the acquirer's money in, each part's moves it on to its biller, so
+    it is always back to zero once a split or its reversal is posted."""
+    return f"SPLIT:{currency}"
+
+
 def ensure_accounts(conn: Connection) -> None:
     """Create the accounts every acquirer and biller needs, for each biller currency."""
     currencies = {r.currency for r in conn.execute(select(s.billers.c.currency))}
@@ -83,6 +90,7 @@ _MADE_ON_USE: tuple[tuple[re.Pattern[str], str, int | str, int], ...] = (
     (re.compile(r"BIL:([^:]+):SETTLED:([^:]+)"), "biller_settled", 1, 2),
     (re.compile(r"FEE:INCOME:([^:]+)"), "fee_income", "switch", 1),
     (re.compile(r"SUSPENSE:([^:]+)"), "suspense", "switch", 1),
+    (re.compile(r"SPLIT:([^:]+)"), "split_clearing", "switch", 1),
 )
 _ACCOUNT_COLUMNS = ("code", "kind", "owner", "currency")
 

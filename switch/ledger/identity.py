@@ -38,9 +38,12 @@ from switch.ledger import schema as s
 from switch.ledger.orders import PAID, REVERSED_FIRST, Order, Outcome, RequestKey
 from switch.ledger.payments import PaymentOrder
 from switch.ledger.reversals import ReversalOrder
+from switch.ledger.splits import SplitPaymentOrder
 from switch.ledger.sql import Writes
 
 Identity = tuple[str, str, str, str]  # acquirer, terminal, STAN, DE 7 (reversals.original_key)
+# Orders that pay (and claim ``PAID``): a payment or advice, or a payer code's split.
+PAYS = (PaymentOrder, SplitPaymentOrder)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ _LOOK_UP = (
 def look_up(conn: Connection, orders: Sequence[Order]) -> dict[Identity, Known]:
     """What the database holds under the payment orders' identities (one read; only when
     the batch is retried with look-up, never on the first try of a batch)."""
-    keys = [o.key for o in orders if isinstance(o, PaymentOrder)]
+    keys = [o.key for o in orders if isinstance(o, PAYS)]
     if not keys:
         return {}
     wanted = {of(k) for k in keys}
@@ -123,7 +126,7 @@ def parts(orders: Sequence[Order], stage: list[int]) -> list[list[int]]:
 
 def settle(order: Order, known: dict[Identity, Known]) -> Outcome | None:
     """The answer of a payment order whose identity already holds something, or None."""
-    if not isinstance(order, PaymentOrder):
+    if not isinstance(order, PAYS):
         return None
     found = known.get(of(order.key))
     if found is None:
@@ -142,7 +145,7 @@ def claimed(order: Order, outcome: Outcome) -> tuple[Identity, Known] | None:
         return None
     if isinstance(order, ReversalOrder):
         return of(order.original), TOMBSTONE
-    p: PaymentOrder = order  # type: ignore[assignment]
+    p: PaymentOrder | SplitPaymentOrder = order  # type: ignore[assignment]
     facts = outcome.facts
     return of(p.key), Known(PAID, facts["payment_id"], p.amount, p.currency, facts["auth_code"])
 

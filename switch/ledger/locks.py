@@ -31,7 +31,13 @@ from sqlalchemy import Connection
 from switch.ledger import accounts as acc
 from switch.ledger.orders import Order
 from switch.ledger.payments import PaymentOrder
-from switch.ledger.reversals import ReversalOrder, allocated_debts, original_payments
+from switch.ledger.reversals import (
+    ReversalOrder,
+    allocated_debts,
+    original_payments,
+    payment_ids,
+)
+from switch.ledger.splits import SplitPaymentOrder
 from switch.ledger.sql import in_list, is_postgres
 
 _DEBTS = "SELECT id FROM debts WHERE {where} ORDER BY id FOR UPDATE"
@@ -68,7 +74,9 @@ def lock_in_order(
     reversals = [o for o in orders if isinstance(o, ReversalOrder)]
     originals = original_payments(conn, [r.original for r in reversals])  # locked in key order
     accounts = {o.account_key for o in payments if o.debts_held}
-    debts = allocated_debts(conn, {p.id for p in originals.values()})
+    for split in (o for o in orders if isinstance(o, SplitPaymentOrder)):
+        accounts.update((biller.code, account) for biller, account in split.held)
+    debts = allocated_debts(conn, payment_ids(originals.values()))
     day = _lock_debts(conn, accounts, debts, clock_day)
     refilled = {p.debit_account for p in originals.values() if acc.is_wallet(p.debit_account)}
     if refilled:  # else the payments' own wallet read locks them last, in the same order

@@ -33,7 +33,13 @@ from switch.ledger.orders import (
     key_clause,
 )
 from switch.ledger.payments import PaymentOrder, allocate
-from switch.ledger.reversals import ReversalOrder, original_key, original_payments
+from switch.ledger.reversals import (
+    ReversalOrder,
+    accounts_of,
+    original_key,
+    original_payments,
+)
+from switch.ledger.splits import SplitPaymentOrder
 from switch.ledger.sql import Writes, bind
 
 __all__ = [
@@ -257,16 +263,17 @@ def _stages(
     return stages
 
 
-def _conflict_keys(order: Order, account: tuple[str, str] | None) -> list[tuple[str, object]]:
+def _conflict_keys(
+    order: Order, accounts: list[tuple[str, str]] | None
+) -> list[tuple[str, object]]:
     """What an order touches that another may too: its account, and its transaction (a
-    payment's own identity, a reversal's original's). Two payments of one transaction
-    (a 0200 and its 0220) never share a stage."""
+    payment's own identity, a reversal's original's: every account of a split). Two
+    payments of one transaction (a 0200 and its 0220) never share a stage."""
     if isinstance(order, PaymentOrder):
         return [("account", order.account_key), ("id", original_key(order.key))]
     assert isinstance(order, ReversalOrder)
     keys: list[tuple[str, object]] = [("id", original_key(order.original))]
-    if account is not None:
-        keys.append(("account", account))
+    keys.extend(("account", account) for account in accounts or ())
     return keys
 
 
@@ -275,17 +282,20 @@ def _reversal_accounts(
     orders: Sequence[Order],
     live: list[int],
     originals: dict[tuple[str, str, str, str], Any] | None,
-) -> dict[int, tuple[str, str]]:
-    """Each reversal's account: its original's, found in the batch (the latest payment
-    of that transaction before it) or among stored payments: those the locks read
-    (``originals``; an original's account never changes), else one read for the batch."""
-    in_batch: dict[tuple[str, str, str, str], tuple[str, str]] = {}
-    found: dict[int, tuple[str, str]] = {}
+) -> dict[int, list[tuple[str, str]]]:
+    """Each reversal's accounts (a split's are several): its original's, found in the
+    batch (the latest payment of that transaction before it) or among stored payments:
+    those the locks read (``originals``; an original's accounts never change), else one
+    read for the batch."""
+    in_batch: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
+    found: dict[int, list[tuple[str, str]]] = {}
     unknown: list[int] = []
     for i in live:
         order = orders[i]
         if isinstance(order, PaymentOrder):
-            in_batch[original_key(order.key)] = order.account_key
+            in_batch[original_key(order.key)] = [order.account_key]
+        elif isinstance(order, SplitPaymentOrder):
+            in_batch[original_key(order.key)] = order.accounts
         elif isinstance(order, ReversalOrder):
             key = original_key(order.original)
             if key in in_batch:
@@ -299,7 +309,7 @@ def _reversal_accounts(
         for i in unknown:
             payment = stored.get(original_key(orders[i].original))  # type: ignore[attr-defined]
             if payment is not None:
-                found[i] = (payment.biller_code, payment.account)
+                found[i] = accounts_of(payment)
     return found
 
 

@@ -15,7 +15,7 @@ it arrive later on any node, is declined (identity.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,7 +49,7 @@ class ReversalOrder(BatchOrder):
     ) -> list[Outcome]:
         reversals: list[ReversalOrder] = list(orders)  # type: ignore[arg-type]
         payments, tombstones = originals(conn, [r.original for r in reversals])
-        allocations = _allocations(conn, {p.id for p in payments.values()})
+        allocations = _allocations(conn, payment_ids(payments.values()))
         work = _Work()
         outcomes = [r._decide(payments, tombstones, allocations, work) for r in reversals]
         work.write(conn, now, writes)
@@ -66,6 +66,8 @@ class ReversalOrder(BatchOrder):
             return Outcome("00" if self.advice else "25", claim=claim)
         if not self._names(payment):
             return Outcome("13")
+        if payment.parts is not None:
+            return self._reverse_split(payment, allocations, work)
         target = payment.amount - max(self.kept, 0)
         delta = target - payment.reversed_amount
         if delta > 0 and payment.biller_payment_id and target < payment.amount and not self.advice:
@@ -87,6 +89,45 @@ class ReversalOrder(BatchOrder):
             payment.reversed_amount = target
             work.reversed[payment.id] = target
         return Outcome("00", {"payment_id": payment.id})
+
+    def _reverse_split(self, head: _Payment, allocations: dict, work: _Work) -> Outcome:
+        """A payer-code split (switch/ledger/splits.py), reversed as one payment: the
+        reversed amount comes off the parts newest debt first (the last AL entry first),
+        each part as a payment of its own (its debts reopened, its journal row, an online
+        part's biller told), and one journal row of the acquirer's on the head."""
+        parts = head.parts or []
+        target = head.amount - max(self.kept, 0)
+        delta = target - head.reversed_amount
+        if delta <= 0:
+            return Outcome("00", {"payment_id": head.id})
+        targets = _part_targets(parts, target)
+        partial_online = any(
+            p.biller_payment_id and t < p.amount and t > p.reversed_amount
+            for p, t in zip(parts, targets, strict=True)
+        )
+        if partial_online and not self.advice:
+            return Outcome("12")  # an online biller reverses whole payments only (README)
+        back: list[tuple[_Payment, int]] = []
+        for part, part_target in zip(parts, targets, strict=True):
+            moved = part_target - part.reversed_amount
+            if moved <= 0:
+                continue
+            if part.biller_payment_id:
+                partial = part_target < part.amount
+                work.told.append(Reversed(part.biller_code, part.biller_payment_id, partial))
+            _restore(part, allocations.get(part.id, []), part_target, work)
+            back.append((part, moved))
+            part.reversed_amount = part_target
+            work.reversed[part.id] = part_target
+        postings = _split_postings(head, back, delta, target, self.business_day)
+        work.postings.extend(postings)
+        if acc.is_wallet(head.debit_account):
+            refund = sum(a for p in postings for code, a in p.legs if code == head.debit_account)
+            wallets = work.wallets_back
+            wallets[head.debit_account] = wallets.get(head.debit_account, 0) - refund
+        head.reversed_amount = target
+        work.reversed[head.id] = target
+        return Outcome("00", {"payment_id": head.id})
 
     def _names(self, payment: _Payment) -> bool:
         """Whether DE 4, DE 49 and DE 95 fit the original payment: a reversal that does
@@ -111,6 +152,7 @@ class _Payment:
     reversed_amount: int
     biller_payment_id: str | None = None  # an online payment's id at its biller
     fee_payer: str = "payer"
+    parts: list[_Payment] | None = None  # a payer-code split's head: its parts, in AL order
 
 
 @dataclass
@@ -176,6 +218,13 @@ _ALLOCATIONS = (
 )
 
 
+_PARTS = (
+    select(_p)
+    .where(_p.split_of.in_(bindparam("heads", expanding=True)), _p.id != _p.split_of)
+    .order_by(_p.id)
+)
+
+
 def original_key(key: RequestKey) -> tuple[str, str, str, str]:
     return (key.acquirer_id, key.terminal_id, key.stan, key.transmitted)
 
@@ -209,8 +258,52 @@ def originals(
             row.reversed_amount,
             row.biller_payment_id,
             row.fee_payer,
+            [] if row.split_of is not None and row.split_of == row.id else None,
         )
+    _load_parts(conn, found)
     return found, tombstones
+
+
+def _load_parts(conn: Connection, found: dict[tuple, _Payment]) -> None:
+    """The parts of the split heads among ``found`` (one read, only when there are any);
+    they debit what their head debits. (Not locked: only a reversal of their head
+    changes them, and the head's transaction identity is locked.)"""
+    heads = {p.id: p for p in found.values() if p.parts is not None}
+    if not heads:
+        return
+    for row in conn.execute(_PARTS, {"heads": list(heads)}):
+        head = heads[row.split_of]
+        head.parts.append(  # type: ignore[union-attr]
+            _Payment(
+                row.id,
+                row.acquirer_id,
+                row.biller_code,
+                row.account,
+                head.debit_account,
+                row.amount,
+                row.fee,
+                row.currency,
+                row.reversed_amount,
+                row.biller_payment_id,
+                row.fee_payer,
+            )
+        )
+
+
+def payment_ids(payments: Iterable[_Payment]) -> set[int]:
+    """The ids of these payments and of the parts of the splits among them."""
+    ids = set()
+    for p in payments:
+        ids.add(p.id)
+        ids.update(part.id for part in p.parts or ())
+    return ids
+
+
+def accounts_of(payment: _Payment) -> list[tuple[str, str]]:
+    """The accounts a payment paid: its own, or a split's parts'."""
+    if payment.parts is not None:
+        return [(p.biller_code, p.account) for p in payment.parts]
+    return [(payment.biller_code, payment.account)]
 
 
 def original_payments(conn: Connection, keys: Sequence[RequestKey]) -> dict[tuple, _Payment]:
@@ -250,6 +343,38 @@ def _restore(payment: _Payment, allocations: list[_Allocation], target: int, wor
         work.debts_back[a.debt_id] = work.debts_back.get(a.debt_id, 0) + back
         work.allocations[(payment.id, a.debt_id)] = a.reversed_amount
         left -= back
+
+
+def _part_targets(parts: list[_Payment], target: int) -> list[int]:
+    """Each part's reversed amount for a split reversed up to ``target``: from the last
+    part (the newest debts) back, each in full before the one before it."""
+    left = target
+    targets = [0] * len(parts)
+    for i in range(len(parts) - 1, -1, -1):
+        targets[i] = min(parts[i].amount, left)
+        left -= targets[i]
+    return targets
+
+
+def _split_postings(
+    head: _Payment, back: list[tuple[_Payment, int]], delta: int, target: int, day
+) -> list[Posting]:  # type: ignore[no-untyped-def]
+    """The head's reversal (the acquirer's, out of the clearing account) and each part's
+    (no acquirer: its biller's payable back into the clearing account)."""
+    clearing = acc.split_clearing(head.currency)
+    common = (head.id, head.acquirer_id, head.currency, day)
+    result = [Posting("reversal", *common, ((head.debit_account, -delta), (clearing, delta)))]
+    if target == head.amount and head.fee:
+        legs = ((head.debit_account, -head.fee), (acc.fee_income(head.currency), head.fee))
+        result.append(Posting("fee_reversal", *common, legs))
+    for part, moved in back:
+        payable = acc.biller_payable(part.biller_code, part.currency)
+        legs = ((clearing, -moved), (payable, moved))
+        result.append(Posting("reversal", part.id, None, part.currency, day, legs))
+        if part.fee and part.fee_payer == "biller" and part.reversed_amount == part.amount:
+            legs = ((payable, -part.fee), (acc.fee_income(part.currency), part.fee))
+            result.append(Posting("fee_reversal", part.id, None, part.currency, day, legs))
+    return result
 
 
 def _postings(payment: _Payment, delta: int, target: int, day) -> list[Posting]:  # type: ignore[no-untyped-def]

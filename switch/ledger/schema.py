@@ -162,10 +162,18 @@ payments = Table(
     Column("biller_ref", String(64), comment="online: the biller's reference of the payment"),
     Column("receipt", String(64), comment="online: the biller's fiscal/VAT receipt id (DE 48 VR)"),
     Column("token", String(64), comment="online: the prepaid token the biller vended (DE 48 TK)"),
+    # Payer-code splits (migration 0016): the head payment (what the acquirer paid) and
+    # one part per biller account paid (what each biller is owed) carry the head's id.
+    Column(
+        "split_of",
+        Integer,
+        comment="payer-code split: the head payment's id (on the head and its parts)",
+    ),
 )
 Index("ix_payments_biller_day", payments.c.biller_code, payments.c.business_day)
 # A settle row asks whether its payment was posted (switch/ledger/online.py, migration 0010).
 Index("ix_payments_biller_payment_id", payments.c.biller_payment_id)
+Index("ix_payments_split_of", payments.c.split_of)
 
 allocations = Table(
     "allocations",
@@ -395,4 +403,27 @@ fee_rules = Table(
     Column("max_fee", BigInteger, comment="minor units; NULL: no maximum"),
     Column("payer", String(6), nullable=False, comment="payer (on top) or biller (deducted)"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# -- payer codes (migration 0016) ---------------------------------------------
+
+payer_codes = Table(
+    "payer_codes",
+    metadata,
+    Column("code", String(32), primary_key=True, comment="DE 48 PC"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+payer_accounts = Table(
+    "payer_accounts",
+    metadata,
+    Column("payer_code", String(32), ForeignKey("payer_codes.code"), primary_key=True),
+    Column("biller_code", String(8), ForeignKey("billers.code"), primary_key=True),
+    Column("account", String(32), primary_key=True),
+    Column(
+        "position",
+        Integer,
+        nullable=False,
+        comment="order added; an online part's payment id at its biller ends with it",
+    ),
 )

@@ -58,14 +58,28 @@ async def signed_on(t: Transaction, sv: Services) -> None:
         raise UnknownParty("not signed on")
 
 
+def parsed_bill_data(t: Transaction) -> dict[str, str]:
+    """DE 48's tags, parsed once per request (a payer-code step may have looked first)."""
+    if not t.bill_data:
+        try:
+            t.bill_data = parse_bill_data(t.field("48"))
+        except IsoFormatError as exc:
+            raise FormatError("48", "bill data is not valid TLV") from exc
+    return t.bill_data
+
+
+def by_payer_code(t: Transaction) -> bool:
+    """Whether DE 48 names a payer code instead of a biller (PC without BL; with both,
+    BL and AC decide and PC is ignored)."""
+    tags = parsed_bill_data(t)
+    return "PC" in tags and "BL" not in tags
+
+
 async def bill_data(t: Transaction, sv: Services) -> None:
-    """DE 48 must name a biller and an account (payer codes come with the billers issue)."""
-    try:
-        t.bill_data = parse_bill_data(t.field("48"))
-    except IsoFormatError as exc:
-        raise FormatError("48", "bill data is not valid TLV") from exc
-    if "PC" in t.bill_data and "BL" not in t.bill_data:
-        raise NotSupported("payer codes are not supported yet")
+    """DE 48 must name a biller and an account (a payer code's flows branch off before
+    this step, switch/steps/payers.py; an advice cannot name one)."""
+    if by_payer_code(t):
+        raise NotSupported("payer codes are not supported in advices")
     for tag, longest in _ROUTING_TAGS.items():
         value = t.bill_data.get(tag)
         if not value:

@@ -93,7 +93,7 @@ def _request(t: Transaction, payment_id: str) -> PaymentRequest:
     )
 
 
-def _checked(accepted: Accepted) -> Accepted:
+def checked(accepted: Accepted) -> Accepted:
     """An acceptance whose reference, receipt or token cannot be stored or sent in DE 48
     is no acceptance to keep: in doubt (68), and settled."""
     for value in (accepted.biller_ref, accepted.receipt, accepted.token):
@@ -127,7 +127,7 @@ async def pay(t: Transaction, sv: Services) -> dict[str, str]:
     delay = max(endpoint.timeout, sv.ledger_deadline) + SETTLE_MARGIN
     await sv.intents.arm(biller.code, payment_id, delay)
     try:
-        accepted = _checked(await adapter.pay(biller.code, _request(t, payment_id)))
+        accepted = checked(await adapter.pay(biller.code, _request(t, payment_id)))
     except BillerError as exc:
         if exc.moved:
             return await _in_doubt(t, sv, exc)

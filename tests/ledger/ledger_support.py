@@ -387,16 +387,32 @@ def assert_invariants(conn: Connection) -> None:
     kinds: dict[tuple[int, str], list[int]] = {}
     for payment_id, kind, amount in conn.execute(select(j.payment_id, j.kind, j.amount)):
         kinds.setdefault((payment_id, kind), []).append(amount)
-    payments = conn.execute(select(p.id, p.amount, p.fee, p.reversed_amount)).all()
+    rows = conn.execute(
+        select(p.id, p.amount, p.fee, p.reversed_amount, p.split_of, p.fee_payer)
+    ).all()
+    # A payer-code split's parts (switch/ledger/splits.py) belong to its head: no request
+    # or identity rows of their own, no payer's fee (the head has the parts' payer fees);
+    # a part's own fee is its biller's. They add up to their head.
+    parts = [row for row in rows if row.split_of is not None and row.split_of != row.id]
+    payments = [row for row in rows if row.split_of is None or row.split_of == row.id]
     assert set(approved) == {row.id for row in payments}
     assert all(n == 1 for n in approved.values())
-    for payment_id, amount, fee, reversed_amount in payments:
+    for payment_id, amount, fee, reversed_amount, _, _ in rows:
         assert kinds.get((payment_id, "payment")) == [amount], f"payment {payment_id}"
         assert kinds.get((payment_id, "fee"), []) == ([fee] if fee else []), f"fee {payment_id}"
         assert sum(kinds.get((payment_id, "reversal"), [])) == reversed_amount
         assert 0 <= reversed_amount <= amount
         fee_back = kinds.get((payment_id, "fee_reversal"), [])
         assert fee_back == ([fee] if fee and reversed_amount == amount else [])
+    heads = {row.id: row for row in payments if row.split_of is not None}
+    sums: dict[int, list[int]] = {head: [0, 0] for head in heads}
+    for part in parts:
+        assert part.fee == 0 or part.fee_payer == "biller", f"part {part.id} has a payer fee"
+        sums[part.split_of][0] += part.amount
+        sums[part.split_of][1] += part.reversed_amount
+    for head_id, (amount, reversed_amount) in sums.items():
+        head = heads[head_id]
+        assert (amount, reversed_amount) == (head.amount, head.reversed_amount), f"split {head_id}"
 
     # A wallet's funds (kept with its card) are minus the sum of its entries.
     by_account = dict(
