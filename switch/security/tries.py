@@ -54,21 +54,29 @@ class TriesInFlight(SystemFailure):
 
 
 # PostgreSQL: the batch's rows locked in one order (every node's batches: none deadlock),
-# read, decided here and written back in one statement. SQLite: a first write takes the
-# database's write lock before the read (a read first could not become a write after
-# another connection's commit).
-_READ = (
+# read, decided here and written back in one statement. Both texts are fixed, the cards
+# and their figures sent as arrays: nothing is built or compiled per batch (a statement
+# made for each batch's size cost the node a fifth of its CPU per PIN payment).
+_PG_READ = (
+    "SELECT pan_hash, tries, pending, pending_until FROM pin_tries"
+    " WHERE pan_hash = ANY(%(cards)s) ORDER BY pan_hash FOR UPDATE"
+)
+_PG_WRITE = (
+    "UPDATE pin_tries SET tries = v.tries, pending = v.pending, pending_until = v.until"
+    " FROM unnest(%(cards)s::varchar[], %(tries)s::int[], %(pending)s::int[],"
+    " %(until)s::bigint[]) AS v(card, tries, pending, until)"
+    " WHERE pin_tries.pan_hash = v.card"
+)
+# SQLite: a first write takes the database's write lock before the read (a read first
+# could not become a write after another connection's commit).
+_SQLITE_READ = text(
     "SELECT pan_hash, tries, pending, pending_until FROM pin_tries"
     " WHERE pan_hash IN :cards ORDER BY pan_hash"
-)
-_READ_STATEMENTS = {
-    True: text(_READ + " FOR UPDATE").bindparams(bindparam("cards", expanding=True)),
-    False: text(_READ).bindparams(bindparam("cards", expanding=True)),
-}
+).bindparams(bindparam("cards", expanding=True))
 _TAKE_WRITE_LOCK = text(
     "UPDATE pin_tries SET pending = pending WHERE pan_hash IN :cards"
 ).bindparams(bindparam("cards", expanding=True))
-_WRITE = (
+_SQLITE_WRITE = (
     "WITH v(card, tries, pending, pending_until) AS (VALUES {rows})"
     " UPDATE pin_tries SET tries = v.tries, pending = v.pending,"
     " pending_until = v.pending_until FROM v WHERE pin_tries.pan_hash = v.card"
@@ -93,21 +101,19 @@ def apply_asks(
     the cards' rows read under lock, decided here, written back in one statement."""
     cards = sorted({card for _, card in asks})
     postgres = is_postgres(conn)
-    if not postgres:
+    if postgres:
+        found = conn.exec_driver_sql(_PG_READ, {"cards": cards})
+    else:
         conn.execute(_TAKE_WRITE_LOCK, {"cards": cards})
-    rows = {
-        card: _Row(tries, pending, until)
-        for card, tries, pending, until in conn.execute(
-            _READ_STATEMENTS[postgres], {"cards": cards}
-        )
-    }
+        found = conn.execute(_SQLITE_READ, {"cards": cards})
+    rows = {card: _Row(tries, pending, until) for card, tries, pending, until in found}
     before = {card: (r.tries, r.pending, r.until) for card, r in rows.items()}
     results: list[Any] = [None] * len(asks)
     _settle(rows, asks, results, limit)
     _reserve(rows, asks, results, limit, now, hold)
     changed = [(c, r) for c, r in rows.items() if (r.tries, r.pending, r.until) != before[c]]
     if changed:
-        _write(conn, changed)
+        (_write_postgres if postgres else _write_sqlite)(conn, changed)
     return results
 
 
@@ -159,13 +165,26 @@ def _reserve(
         results[i] = True
 
 
-def _write(conn: Connection, changed: list[tuple[str, _Row]]) -> None:
+def _write_postgres(conn: Connection, changed: list[tuple[str, _Row]]) -> None:
+    """The decided rows in one statement, as arrays."""
+    conn.exec_driver_sql(
+        _PG_WRITE,
+        {
+            "cards": [card for card, _ in changed],
+            "tries": [row.tries for _, row in changed],
+            "pending": [row.pending for _, row in changed],
+            "until": [row.until for _, row in changed],
+        },
+    )
+
+
+def _write_sqlite(conn: Connection, changed: list[tuple[str, _Row]]) -> None:
     """The decided rows in one statement."""
     marks = ", ".join(f"(:c{n}, :t{n}, :p{n}, :u{n})" for n in range(len(changed)))
     params: dict[str, Any] = {}
     for n, (card, row) in enumerate(changed):
         params |= {f"c{n}": card, f"t{n}": row.tries, f"p{n}": row.pending, f"u{n}": row.until}
-    conn.execute(text(_WRITE.format(rows=marks)), params)
+    conn.execute(text(_SQLITE_WRITE.format(rows=marks)), params)
 
 
 @dataclass
