@@ -168,6 +168,7 @@ def test_a_split_payment_and_its_reversal(
     response = call(atm, request)
     tags = bill_data(response)
     assert tags["AL"] == f"UTIL01:{account}:3000;TEL01:5550003:1000"
+    assert response["28"] == "D00000050"  # TEL01's demo fee on its part: 1 %, at least 50
     assert tags["DU"] == f"{1500:012d}"
     head = receipt(response)
     assert _split(ledger, head) == [
