@@ -28,7 +28,15 @@ def test_a_december_de7_seen_in_january_is_last_year() -> None:
     assert _at("1231235959", received) == datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("de7", ["1340101500", "11221015xx", "0230101500"])
+def test_a_january_de7_seen_in_december_is_next_year() -> None:
+    """A terminal whose clock is ahead sends January's DE 7 before the new year here."""
+    received = datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)
+    assert _at("0101000001", received) == datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "de7", ["1340101500", "11221015xx", "0230101500", "112210150", "+122101500"]
+)
 def test_a_de7_that_is_no_time_is_a_format_error(de7: str) -> None:
     with pytest.raises(FormatError) as raised:
         _at(de7, datetime(2026, 11, 22, tzinfo=UTC))

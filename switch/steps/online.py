@@ -56,11 +56,17 @@ def transmitted_at(t: Transaction) -> datetime:
     receipt. The transaction's own time, the same in every message of it (a repeat, a
     retransmission, the advice of a 0200), unlike the moment each one arrives."""
     transmitted = t.field("7")
-    year = t.received_at.year
+    if len(transmitted) != 10 or not transmitted.isdigit():
+        raise FormatError("7", "transmission date and time is not a time")
+    month, day, hour, minute, second = (int(transmitted[i : i + 2]) for i in range(0, 10, 2))
+    received = t.received_at
+    year = received.year
+    if month - received.month > 6:  # December's DE 7 seen in January
+        year -= 1
+    elif received.month - month > 6:  # January's seen in December (a clock ahead)
+        year += 1
     try:
-        if int(transmitted[:2]) - t.received_at.month > 6:  # December's DE 7 seen in January
-            year -= 1
-        return datetime.strptime(f"{year}{transmitted}", "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         raise FormatError("7", "transmission date and time is not a time") from None
 
