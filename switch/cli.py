@@ -457,41 +457,48 @@ def cmd_cards(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def cmd_billers(args: argparse.Namespace) -> int:
+def _on_database(
+    args: argparse.Namespace,
+    module: Any,
+    error: type[Exception],
+    extra: Callable[[Settings], tuple[Any, ...]] = lambda settings: (),
+) -> int:
+    """A command that edits tables of the existing database (read only for ``list``):
+    the module's ``run``, its errors and a missing database as one line each."""
     settings = _settings(args)
     try:
         engine = open_existing(settings, write=args.action != "list")
     except NoDatabase as exc:
-        return billers_cli.fail(str(exc))
+        return module.fail(str(exc))
     try:
-        return billers_cli.run(args, engine, settings.home, settings.reference_refresh)
-    except billers_cli.BillerCommandError as exc:
-        return billers_cli.fail(str(exc))
+        return module.run(args, engine, *extra(settings))
+    except error as exc:
+        return module.fail(str(exc))
     finally:
         engine.dispose()
+
+
+def cmd_billers(args: argparse.Namespace) -> int:
+    return _on_database(
+        args,
+        billers_cli,
+        billers_cli.BillerCommandError,
+        lambda settings: (settings.home, settings.reference_refresh),
+    )
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    try:
-        engine = open_existing(_settings(args), write=args.action != "list")
-    except NoDatabase as exc:
-        return outbox_cli.fail(str(exc))
-    try:
-        return outbox_cli.run(args, engine)
-    except outbox_cli.OutboxCommandError as exc:
-        return outbox_cli.fail(str(exc))
+    return _on_database(args, outbox_cli, outbox_cli.OutboxCommandError)
+
+
 def cmd_fees(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    try:
-        engine = open_existing(settings, write=args.action != "list")
-    except NoDatabase as exc:
-        return fees_cli.fail(str(exc))
-    try:
-        return fees_cli.run(args, engine, settings.reference_refresh)
-    except fees_cli.FeeCommandError as exc:
-        return fees_cli.fail(str(exc))
-    finally:
-        engine.dispose()
+    return _on_database(
+        args, fees_cli, fees_cli.FeeCommandError, lambda settings: (settings.reference_refresh,)
+    )
+
+
+def cmd_payers(args: argparse.Namespace) -> int:
+    return _on_database(args, payers_cli, payers_cli.PayerCommandError)
 
 
 def cmd_debts(args: argparse.Namespace) -> int:
@@ -542,6 +549,8 @@ def cmd_payments(args: argparse.Namespace) -> int:
             engine.dispose()
     except (payments_cli.PaymentCommandError, SigningKeyError) as exc:
         return payments_cli.fail(str(exc))
+
+
 def cmd_settle(args: argparse.Namespace) -> int:
     """The day's sums may take long on a big day: no bound on one statement, the usual
     bound on one lock wait; SQLite transactions take the write lock first. The job's
@@ -561,17 +570,6 @@ def cmd_settle(args: argparse.Namespace) -> int:
         return settle_cli.run(args, engine, settings)
     except settle_cli.SettleCommandError as exc:
         return settle_cli.fail(str(exc))
-def cmd_payers(args: argparse.Namespace) -> int:
-    try:
-        engine = open_existing(_settings(args), write=args.action != "list")
-    except NoDatabase as exc:
-        return payers_cli.fail(str(exc))
-    try:
-        return payers_cli.run(args, engine)
-    except payers_cli.PayerCommandError as exc:
-        return payers_cli.fail(str(exc))
-    finally:
-        engine.dispose()
 
 
 def cmd_config(args: argparse.Namespace) -> int:

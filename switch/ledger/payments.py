@@ -254,7 +254,7 @@ def spend_wallets(writes: Writes, amounts: dict[str, int], sign: int) -> None:
     writes.update(s.cards.c.funds, "funds + {new}", ("wallet_account",), rows)
 
 
-_PAYMENTS = (
+PAYMENT_COLUMNS = (
     "id",
     "acquirer_id",
     "terminal_id",
@@ -310,7 +310,7 @@ def _insert_payments(
         )
         for p, o in approved
     ]
-    writes.insert(s.payments, _PAYMENTS, rows)
+    writes.insert(s.payments, PAYMENT_COLUMNS, rows)
 
 
 def _reduce_debts(approved: list[tuple[PaymentOrder, Outcome]], writes: Writes) -> None:

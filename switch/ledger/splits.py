@@ -45,35 +45,11 @@ from switch.ledger.journal import Posting, post_all
 from switch.ledger.online import Intent, arm, take_settle_rows
 from switch.ledger.orders import PAID, Order, Outcome
 from switch.ledger.payer_split import Debt, Part, oldest_first, part_violation, split
-from switch.ledger.payments import _open_debts, allocate
+from switch.ledger.payments import PAYMENT_COLUMNS, _open_debts, allocate
 from switch.ledger.reference import Biller
 from switch.ledger.sql import Writes, bind, next_ids_of
 
-SPLIT_COLUMNS = (
-    "id",
-    "acquirer_id",
-    "terminal_id",
-    "channel",
-    "biller_code",
-    "account",
-    "amount",
-    "fee",
-    "reversed_amount",
-    "currency",
-    "advice",
-    "rrn",
-    "auth_code",
-    "masked_pan",
-    "pan_hash",
-    "business_day",
-    "created_at",
-    "biller_payment_id",
-    "biller_ref",
-    "receipt",
-    "token",
-    "split_of",
-    "fee_payer",
-)
+SPLIT_COLUMNS = (*PAYMENT_COLUMNS, "split_of")
 _ALLOCATIONS = ("payment_id", "debt_id", "amount", "reversed_amount")
 
 
@@ -209,8 +185,8 @@ class SplitPaymentOrder(Order):
         common = (self.key.acquirer_id, self.key.terminal_id, self.channel)
         card = (self.masked_pan, self.pan_hash, day, at)
         rows = [
-            (head, *common, "", self.payer_code, self.amount, fee, 0, self.currency, False,
-             self.rrn, facts["auth_code"], *card, None, None, None, None, head, PAYER)
+            (head, *common, "", self.payer_code, self.amount, fee, PAYER, 0, self.currency,
+             False, self.rrn, facts["auth_code"], *card, None, None, None, None, head)
         ]  # fmt: skip
         for payment_id, p, part_fee in zip(ids[1:], paid, part_fees, strict=True):
             online = p.online
@@ -221,8 +197,8 @@ class SplitPaymentOrder(Order):
             )  # fmt: skip
             rows.append(
                 (payment_id, *common, p.part.biller, p.part.account, p.part.amount,
-                 part_fee, 0, self.currency, False, self.rrn, facts["auth_code"],
-                 *card, *facts_there, head, BILLER if part_fee else PAYER)
+                 part_fee, BILLER if part_fee else PAYER, 0, self.currency, False, self.rrn,
+                 facts["auth_code"], *card, *facts_there, head)
             )  # fmt: skip
         writes.insert(s.payments, SPLIT_COLUMNS, rows)
         allocations = [
