@@ -11,11 +11,13 @@ plus two extra channels the framing tests need:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from e2e_support import Ledger, backend_url, sign_on_all, started
 
+from loadtest.biller_process import BillerSimProcess
 from tests.client import IsoClient, sign_on
 from tests.conftest import BACKENDS
 from tests.switch_process import SwitchProcess
@@ -74,3 +76,26 @@ def host(switch: SwitchProcess) -> Iterator[IsoClient]:
     with switch.client("host") as client:
         sign_on(client, terminal="", acquirer="200002")
         yield client
+
+
+# -- online billers: for modules whose ``stack`` fixture is (switch, biller server) ----
+
+
+@pytest.fixture(scope="module")
+def sim(stack: tuple[SwitchProcess, BillerSimProcess]) -> BillerSimProcess:
+    """The module's reference biller server."""
+    return stack[1]
+
+
+@pytest.fixture
+def faults(sim: BillerSimProcess) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """Set a biller's faults for one test; cleared after it."""
+    touched: set[str] = set()
+
+    def set_faults(code: str, value: dict[str, Any]) -> None:
+        touched.add(code)
+        sim.control(code, value)
+
+    yield set_faults
+    for code in touched:
+        sim.control(code, {})

@@ -71,25 +71,6 @@ def switch(stack: tuple[SwitchProcess, BillerSimProcess]) -> SwitchProcess:
     return stack[0]
 
 
-@pytest.fixture(scope="module")
-def sim(stack: tuple[SwitchProcess, BillerSimProcess]) -> BillerSimProcess:
-    return stack[1]
-
-
-@pytest.fixture
-def faults(sim: BillerSimProcess) -> Iterator[Callable[[str, dict[str, Any]], None]]:
-    """Set a biller's faults for one test; cleared after it."""
-    touched: set[str] = set()
-
-    def set_faults(code: str, value: dict[str, Any]) -> None:
-        touched.add(code)
-        sim.control(code, value)
-
-    yield set_faults
-    for code in touched:
-        sim.control(code, {})
-
-
 def _until(done: Callable[[], bool], what: str = "the outcome") -> None:
     deadline = time.monotonic() + WAIT
     while not done():
@@ -371,6 +352,8 @@ def test_an_open_circuit_is_91_before_the_on_us_pin_is_verified(
     request.update({"2": DEMO_CARD_PAN, "52": block, "53": "0100000000000000", "14": "3012"})
     call(atm, request, code="91")
     assert _wrong_pins(ledger) == tried
+
+
 # -- fees (issue 12) --------------------------------------------------------
 
 

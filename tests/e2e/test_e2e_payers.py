@@ -59,24 +59,6 @@ def switch(stack: tuple[SwitchProcess, BillerSimProcess]) -> SwitchProcess:
     return stack[0]
 
 
-@pytest.fixture(scope="module")
-def sim(stack: tuple[SwitchProcess, BillerSimProcess]) -> BillerSimProcess:
-    return stack[1]
-
-
-@pytest.fixture
-def faults(sim: BillerSimProcess) -> Iterator[Callable[[str, dict[str, Any]], None]]:
-    touched: set[str] = set()
-
-    def set_faults(code: str, value: dict[str, Any]) -> None:
-        touched.add(code)
-        sim.control(code, value)
-
-    yield set_faults
-    for code in touched:
-        sim.control(code, {})
-
-
 _codes = iter(range(9100001, 9199999))
 
 
