@@ -7,20 +7,25 @@ another test folder's module.
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import signal
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from datetime import time as clock_time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import String, Text, create_engine, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from iso.dialect import response_mti
 from loadtest.biller_process import BillerSimProcess
+from switch.business_day import business_day
 from switch.ledger import schema as s
 from switch.ledger.queries import unbalanced_journal_rows
 from tests.client import IsoClient, bill_data, inquiry, sign_on
@@ -114,6 +119,74 @@ def sign_on_all(proc: SwitchProcess) -> None:
         channel = "host" if not terminal else terminal[:3].lower()
         with proc.client(channel) as client:
             sign_on(client, terminal, acquirer)
+
+
+# -- a day of traffic, then settled ---------------------------------------------
+
+BEHIND, AHEAD = "Etc/GMT+12", "Etc/GMT-14"  # POSIX signs: UTC-12 and UTC+14
+CUT = clock_time(23, 0)
+T = TypeVar("T")
+
+
+@dataclass
+class Counted:
+    """Totals as one side should have them: payments (count, amount), reversals, and the
+    fees it is charged (an acquirer: the payer's fees; a biller: its own), less those a
+    full reversal gave back."""
+
+    count: int = 0
+    amount: int = 0
+    reversals: int = 0
+    reversed_amount: int = 0
+    fees: int = 0
+
+    def paid(self, amount: int, fee: int = 0) -> None:
+        self.count += 1
+        self.amount += amount
+        self.fees += fee
+
+    def reversed(self, amount: int, fee_back: int = 0) -> None:
+        self.reversals += 1
+        self.reversed_amount += amount
+        self.fees -= fee_back
+
+
+@contextmanager
+def settled_day(
+    home: Path, url: str, traffic: Callable[[SwitchProcess], T], top_config: str = ""
+) -> Iterator[tuple[SwitchProcess, date, T]]:
+    """A business day of ``traffic`` on a switch whose day lags (UTC-12; ``top_config``:
+    more top-level settings for that run), then the switch started again in UTC+14, a
+    later business day: its start closes the traffic's day, finds it not settled (a
+    missed day) and settles it. Yields that second switch (terminals signed on, the
+    day's settlement report written), the day, and what ``traffic`` returned."""
+    with started(home, url, top_config=f'timezone = "{BEHIND}"\n{top_config}') as proc:
+        sign_on_all(proc)
+        day = business_day(datetime.now(UTC), CUT, BEHIND)
+        counted = traffic(proc)
+    with started(home, url, top_config=f'timezone = "{AHEAD}"') as proc:
+        sign_on_all(proc)
+        wait_for_report(proc, day)
+        yield proc, day, counted
+
+
+def report_paths(proc: SwitchProcess, day: date) -> tuple[Path, Path]:
+    """The settlement report of ``day``: (CSV, JSON)."""
+    folder = proc.home / "settlement"
+    return folder / f"{day}.csv", folder / f"{day}.json"
+
+
+def wait_for_report(proc: SwitchProcess, day: date) -> None:
+    """The start settles the missed day in a thread; its report is written last."""
+    deadline = time.monotonic() + 90
+    while not all(p.exists() for p in report_paths(proc, day)):
+        assert proc.proc.poll() is None, proc.log_text()[-3000:]
+        assert time.monotonic() < deadline, "no settlement report:\n" + proc.log_text()[-3000:]
+        time.sleep(0.1)
+
+
+def read_report(proc: SwitchProcess, day: date) -> dict:  # type: ignore[type-arg]
+    return json.loads(report_paths(proc, day)[1].read_text())
 
 
 def serve_billers_from(

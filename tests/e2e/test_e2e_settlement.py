@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import subprocess
 import sys
@@ -23,12 +22,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from datetime import time as clock_time
+from functools import partial
 from pathlib import Path
 
 import pytest
 from defusedxml import ElementTree
-from e2e_support import Ledger, backend_url, call, sign_on_all, started
+from e2e_support import (
+    AHEAD,
+    CUT,
+    Counted,
+    Ledger,
+    backend_url,
+    call,
+    read_report,
+    report_paths,
+    settled_day,
+)
 
 from iso.amounts import net_settlement
 from switch.business_day import business_day
@@ -41,28 +50,8 @@ from tests.client import payment, reconciliation, reversal
 from tests.conftest import BACKENDS
 from tests.switch_process import SwitchProcess
 
-BEHIND, AHEAD = "Etc/GMT+12", "Etc/GMT-14"  # POSIX signs: UTC-12 and UTC+14
-CUT = clock_time(23, 0)
 CUR = "944"
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Counted:
-    """Totals as one side should have them: payments (count, amount), reversals."""
-
-    count: int = 0
-    amount: int = 0
-    reversals: int = 0
-    reversed_amount: int = 0
-
-    def paid(self, amount: int) -> None:
-        self.count += 1
-        self.amount += amount
-
-    def reversed(self, amount: int) -> None:
-        self.reversals += 1
-        self.reversed_amount += amount
 
 
 @dataclass
@@ -74,17 +63,17 @@ class Day:
     billers: dict[str, Counted] = field(default_factory=dict)
 
 
+Counts = tuple[dict[str, Counted], dict[str, Counted]]  # (by acquirer, by biller)
+
 # (channel, terminal, acquirer) of each acquirer's traffic
 POINTS = [("atm", "ATM00001", "100001"), ("pos", "POS00001", "100001"), ("host", "", "200002")]
 
 
-def _traffic(proc: SwitchProcess, ledger: Ledger, day: Day) -> None:
+def _traffic(proc: SwitchProcess, ledger: Ledger) -> Counts:
     """Payments and reversals from every point to both billers; declines and repeats
     that must count nowhere."""
-    for acquirer in ("100001", "200002"):
-        day.acquirers[acquirer] = Counted()
-    for biller in ("UTIL01", "MOB01"):
-        day.billers[biller] = Counted()
+    acquirers = {acquirer: Counted() for acquirer in ("100001", "200002")}
+    billers = {biller: Counted() for biller in ("UTIL01", "MOB01")}
     for n, (channel, terminal, acquirer) in enumerate(POINTS):
         with proc.client(channel) as client:
             held = ledger.account(500_000)
@@ -97,18 +86,19 @@ def _traffic(proc: SwitchProcess, ledger: Ledger, day: Day) -> None:
             ):
                 request = payment(account, amount, biller, terminal=terminal, acquirer=acquirer)
                 call(client, request)
-                day.acquirers[acquirer].paid(amount)
-                day.billers[biller].paid(amount)
+                acquirers[acquirer].paid(amount)
+                billers[biller].paid(amount)
                 paid.append((biller, request))
             call(client, payment(held, 0, terminal=terminal, acquirer=acquirer), "13")
             call(client, payment("NOPE", 10, terminal=terminal, acquirer=acquirer), "14")
             for (biller, original), kept in ((paid[1], None), (paid[3], 1500)):
                 call(client, reversal(original, kept=kept))
                 back = int(original["4"]) - (kept or 0)
-                day.acquirers[acquirer].reversed(back)
-                day.billers[biller].reversed(back)
+                acquirers[acquirer].reversed(back)
+                billers[biller].reversed(back)
             call(client, reversal(paid[1][1]))  # again: moves nothing
             call(client, paid[0][1])  # a retransmission: nothing
+    return acquirers, billers
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -117,35 +107,11 @@ def settled(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Day]: 
     for url in backend_url(request.param, home):
         ledger = Ledger(url)
         try:
-            with started(home, url, top_config=f'timezone = "{BEHIND}"') as proc:
-                sign_on_all(proc)
-                day = Day(proc, ledger, business_day(datetime.now(UTC), CUT, BEHIND))
-                _traffic(proc, ledger, day)
-            with started(home, url, top_config=f'timezone = "{AHEAD}"') as proc:
-                day.switch = proc
-                sign_on_all(proc)
-                _wait_for_report(proc, day.day)
-                yield day
+            traffic = settled_day(home, url, partial(_traffic, ledger=ledger))
+            with traffic as (proc, day, (acquirers, billers)):
+                yield Day(proc, ledger, day, acquirers, billers)
         finally:
             ledger.close()
-
-
-def _report_paths(proc: SwitchProcess, day: date) -> tuple[Path, Path]:
-    folder = proc.home / "settlement"
-    return folder / f"{day}.csv", folder / f"{day}.json"
-
-
-def _wait_for_report(proc: SwitchProcess, day: date) -> None:
-    """The start settles the missed day in a thread; its report is written last."""
-    deadline = time.monotonic() + 90
-    while not all(p.exists() for p in _report_paths(proc, day)):
-        assert proc.proc.poll() is None, proc.log_text()[-3000:]
-        assert time.monotonic() < deadline, "no settlement report:\n" + proc.log_text()[-3000:]
-        time.sleep(0.1)
-
-
-def _report(proc: SwitchProcess, day: date) -> dict:  # type: ignore[type-arg]
-    return json.loads(_report_paths(proc, day)[1].read_text())
 
 
 def test_0510_has_the_totals_the_answers_gave(settled: Day) -> None:
@@ -165,7 +131,7 @@ def test_0510_has_the_totals_the_answers_gave(settled: Day) -> None:
 
 
 def test_the_report_has_each_billers_totals(settled: Day) -> None:
-    report = _report(settled.switch, settled.day)
+    report = read_report(settled.switch, settled.day)
     assert report["business_day"] == settled.day.isoformat()
     lines = {(b["biller"], b["currency"]): b for b in report["billers"]}
     assert set(lines) == {(code, CUR) for code in settled.billers}
@@ -176,7 +142,7 @@ def test_the_report_has_each_billers_totals(settled: Day) -> None:
         assert line["fees"] == 0  # neither demo biller pays a fee
         assert line["net"] == line["amount"]
         assert line["bank_account"].startswith("AZ00DEMO")
-    text = _report_paths(settled.switch, settled.day)[0].read_text()
+    text = report_paths(settled.switch, settled.day)[0].read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["biller"], int(r["net"])) for r in rows] == [
         (b["biller"], b["net"]) for b in report["billers"]
@@ -186,7 +152,7 @@ def test_the_report_has_each_billers_totals(settled: Day) -> None:
 def test_report_0510_and_ledger_agree(settled: Day) -> None:
     """The three ways: what the 0510s total over acquirers is what the report totals
     over billers, and what the ledger moved to the settled accounts."""
-    report = _report(settled.switch, settled.day)
+    report = read_report(settled.switch, settled.day)
     with settled.ledger.engine.connect() as conn:
         acquirers = [queries.acquirer_totals(conn, a, settled.day) for a in settled.acquirers]
         balances = queries.balances(conn)
@@ -213,7 +179,7 @@ def _settle(proc: SwitchProcess, day: date) -> subprocess.CompletedProcess[str]:
 
 
 def test_settle_by_hand_again_changes_nothing(settled: Day) -> None:
-    paths = _report_paths(settled.switch, settled.day)
+    paths = report_paths(settled.switch, settled.day)
     before = [p.read_bytes() for p in paths]
     journal = settled.ledger.count("journal")
     done = _settle(settled.switch, settled.day)
@@ -232,7 +198,7 @@ def test_settle_refuses_the_open_day(settled: Day) -> None:
         f" (23:00 {AHEAD}); settle it after that"
     )
     assert "Traceback" not in refused.stderr
-    assert not _report_paths(settled.switch, today)[0].exists()
+    assert not report_paths(settled.switch, today)[0].exists()
 
 
 def test_the_close_of_day_also_writes_signed_payment_files(settled: Day) -> None:
@@ -245,6 +211,6 @@ def test_the_close_of_day_also_writes_signed_payment_files(settled: Day) -> None
         time.sleep(0.1)
     key = public_of(load_or_create_signing_key(settled.switch.home))
     assert verify(key, signature_path(path).read_bytes(), path.read_bytes())
-    lines = {b["biller"]: b for b in _report(settled.switch, settled.day)["billers"]}
+    lines = {b["biller"]: b for b in read_report(settled.switch, settled.day)["billers"]}
     root = ElementTree.fromstring(path.read_bytes())
     assert int(root.get("total")) == lines["UTIL01"]["amount"]
