@@ -5,7 +5,9 @@ same bytes; a tampered file fails; the CLI says what went wrong in one line."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert, update
 
 from switch.cli import main
-from switch.debt_signing import fingerprint, public_key_from_text, public_of, verify
+from switch.debt_signing import (
+    fingerprint,
+    public_key_from_text,
+    public_key_pem,
+    public_of,
+    verify,
+)
 from switch.ledger import schema as s
 from switch.payment_files import (
     PaymentFileError,
@@ -202,6 +210,33 @@ def test_a_tampered_file_fails_verification(
     assert not _verifies(path, public_of(key))
     other = Ed25519PrivateKey.generate()
     assert not _verifies(file_path(out, "OVER01", DAY), public_of(other))
+
+
+OPENSSL = shutil.which("openssl")
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not on PATH")
+def test_openssl_verifies_a_payment_file_with_the_printed_public_key(
+    ledger: Engine, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    """Checked from outside: what a biller would run, OpenSSL's own Ed25519 over the file
+    and the raw 64-byte .sig, with the public key as the switch prints it (PEM)."""
+    _day_of_payments(ledger)
+    out = tmp_path / "out"
+    export_payment_files(ledger, DAY, out, key)
+    pem = tmp_path / "switch-public.pem"
+    pem.write_text(public_key_pem(public_of(key)))
+    path = file_path(out, "UTIL01", DAY)
+
+    def openssl_verifies(data: Path) -> bool:
+        argv = [OPENSSL, "pkeyutl", "-verify", "-pubin", "-inkey", str(pem), "-rawin"]
+        argv += ["-in", str(data), "-sigfile", str(signature_path(path))]
+        return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+    assert openssl_verifies(path)
+    tampered = tmp_path / "tampered.xml"
+    tampered.write_bytes(path.read_bytes().replace(b'amount="12345"', b'amount="12346"'))
+    assert not openssl_verifies(tampered)
 
 
 def test_an_unknown_or_open_day_is_refused(
