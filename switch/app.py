@@ -174,8 +174,9 @@ class SwitchApp:
         if custody.warning():
             log.warning(custody.warning())
         home_key = load_or_create_key(s.home / "hash.key")
-        # Payment files are signed with it (switch/payment_files.py); made on the first start.
-        self.signing_key = load_or_create_signing_key(s.home)
+        # Made on the first start, so that billers can be given its public key before the
+        # first cut-over; the close-of-day task reads it from the home when it signs.
+        load_or_create_signing_key(s.home)
         hasher = Hasher(home_key)
         self._unseal = unsealer(Sealer(home_key))
         if self.worker is None:

@@ -33,10 +33,11 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _sync_folder(folder)
+    sync_folder(folder)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """Renames into ``folder`` survive a crash once the folder itself is synced."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

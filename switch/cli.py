@@ -462,12 +462,19 @@ def _on_database(
     module: Any,
     error: type[Exception],
     extra: Callable[[Settings], tuple[Any, ...]] = lambda settings: (),
+    unbounded: bool = False,
 ) -> int:
-    """A command that edits tables of the existing database (read only for ``list``):
-    the module's ``run``, its errors and a missing database as one line each."""
+    """A command on the existing database (read only for a ``list`` action): the module's
+    ``run``, its errors and a missing database as one line each. ``unbounded``: no bound
+    on one statement (a day's sums), the usual bound on one lock wait."""
+    from dataclasses import replace
+
     settings = _settings(args)
+    timeouts = replace(settings.database, statement_timeout=0) if unbounded else None
     try:
-        engine = open_existing(settings, write=args.action != "list")
+        engine = open_existing(
+            settings, write=getattr(args, "action", None) != "list", timeouts=timeouts
+        )
     except NoDatabase as exc:
         return module.fail(str(exc))
     try:
@@ -552,24 +559,16 @@ def cmd_payments(args: argparse.Namespace) -> int:
 
 
 def cmd_settle(args: argparse.Namespace) -> int:
-    """The day's sums may take long on a big day: no bound on one statement, the usual
-    bound on one lock wait; SQLite transactions take the write lock first. The job's
-    log lines go to stderr from warnings up (its summary is the command's output)."""
-    from dataclasses import replace
-
+    """The day's sums may take long on a big day: no bound on one statement; SQLite
+    transactions take the write lock first. The job's log lines go to stderr from
+    warnings up (its summary is the command's output)."""
     from switch import logs
 
     settings = _settings(args)
     logs.configure("warning", settings.log_json)
-    timeouts = replace(settings.database, statement_timeout=0)
-    try:
-        engine = open_existing(settings, write=True, timeouts=timeouts)
-    except NoDatabase as exc:
-        return settle_cli.fail(str(exc))
-    try:
-        return settle_cli.run(args, engine, settings)
-    except settle_cli.SettleCommandError as exc:
-        return settle_cli.fail(str(exc))
+    return _on_database(
+        args, settle_cli, settle_cli.SettleCommandError, lambda s: (s,), unbounded=True
+    )
 
 
 def cmd_config(args: argparse.Namespace) -> int:

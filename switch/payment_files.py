@@ -41,6 +41,7 @@ from typing import IO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine
 
+from switch.atomic_files import sync_folder
 from switch.debt_signing import sign
 from switch.ledger.day_payments import (
     DayPayment,
@@ -162,7 +163,7 @@ def _export_biller(
             _write_synced(sig, signature)
             os.replace(whole, path)
             os.replace(sig, signature_path(path))
-    _sync_dir(path.parent)
+    sync_folder(path.parent)
     return PaymentFile(biller, path, signature_path(path), count, total, reversals, reversed_)
 
 
@@ -178,7 +179,7 @@ def write_day_files(engine: Engine, business_day: date, home: Path) -> None:
     """The close-of-day task: the day's payment files under ``<home>/payments``, signed
     with the switch's key (made if missing)."""
     key = load_or_create_signing_key(home)
-    export_payment_files(engine, business_day, home / "payments", key)
+    export_payment_files(engine, business_day, home / PAYMENTS_DIR, key)
 
 
 def _write_payments(out: IO[str], payments: Iterator[DayPayment]) -> tuple[int, int]:
@@ -268,15 +269,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _sync_dir(folder: Path) -> None:
-    """The renames survive a crash once the directory is synced."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

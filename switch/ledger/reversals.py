@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -154,6 +155,15 @@ class _Payment:
     fee_payer: str = "payer"
     parts: list[_Payment] | None = None  # a payer-code split's head: its parts, in AL order
 
+    @classmethod
+    def of(cls, row: Any, debit_account: str, parts: list[_Payment] | None = None) -> _Payment:
+        """A payments row as read (``debit_account``: what it debited)."""
+        return cls(
+            row.id, row.acquirer_id, row.biller_code, row.account, debit_account, row.amount,
+            row.fee, row.currency, row.reversed_amount, row.biller_payment_id, row.fee_payer,
+            parts,
+        )  # fmt: skip
+
 
 @dataclass
 class _Allocation:
@@ -246,20 +256,8 @@ def originals(
         if row.state == REVERSED_FIRST:
             tombstones.add(key)
             continue
-        found[key] = _Payment(
-            row.id,
-            row.acquirer_id,
-            row.biller_code,
-            row.account,
-            row.account_code,
-            row.amount,
-            row.fee,
-            row.currency,
-            row.reversed_amount,
-            row.biller_payment_id,
-            row.fee_payer,
-            [] if row.split_of is not None and row.split_of == row.id else None,
-        )
+        head = row.split_of is not None and row.split_of == row.id
+        found[key] = _Payment.of(row, row.account_code, [] if head else None)
     _load_parts(conn, found)
     return found, tombstones
 
@@ -273,21 +271,7 @@ def _load_parts(conn: Connection, found: dict[tuple, _Payment]) -> None:
         return
     for row in conn.execute(_PARTS, {"heads": list(heads)}):
         head = heads[row.split_of]
-        head.parts.append(  # type: ignore[union-attr]
-            _Payment(
-                row.id,
-                row.acquirer_id,
-                row.biller_code,
-                row.account,
-                head.debit_account,
-                row.amount,
-                row.fee,
-                row.currency,
-                row.reversed_amount,
-                row.biller_payment_id,
-                row.fee_payer,
-            )
-        )
+        head.parts.append(_Payment.of(row, head.debit_account))  # type: ignore[union-attr]
 
 
 def payment_ids(payments: Iterable[_Payment]) -> set[int]:

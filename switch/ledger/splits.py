@@ -213,9 +213,7 @@ class SplitPaymentOrder(Order):
         postings = self._postings(head, list(zip(ids[1:], paid, part_fees, strict=True)), fee)
         post_all(conn, postings, now, writes, journal_ids)
 
-    def _postings(
-        self, head: int, parts: list[tuple[int, Paid, int]], fee: int
-    ) -> list[Posting]:
+    def _postings(self, head: int, parts: list[tuple[int, Paid, int]], fee: int) -> list[Posting]:
         """The head's journal rows (the acquirer's: its payment into the split clearing
         account, the fee) and each part's (no acquirer: from the clearing account to its
         biller's payable), so a 0500 counts the split once and each biller's day sees

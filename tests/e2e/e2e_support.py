@@ -189,6 +189,35 @@ def read_report(proc: SwitchProcess, day: date) -> dict:  # type: ignore[type-ar
     return json.loads(report_paths(proc, day)[1].read_text())
 
 
+# Online billers' tests: billers' URLs (set by ``serve_billers_from``) seen quickly, a
+# short ledger deadline and a lively delivery loop: a settle row is due (call limit or
+# deadline, whichever is longer) + 5 s after its payment, and delivered soon after.
+ONLINE_TOP = "reference_refresh = 0.3  # seconds: the billers' URLs set below are seen quickly\n"
+ONLINE_EXTRA = """
+[ledger]
+deadline = 3
+[outbox]
+poll = 0.2
+backoff_base = 0.2
+backoff_cap = 1
+lease = 10
+"""
+
+
+@contextmanager
+def online_stack(
+    home: Path, backend: str, codes: Sequence[str]
+) -> Iterator[tuple[SwitchProcess, BillerSimProcess]]:
+    """A reference biller server and a switch (``ONLINE_EXTRA``) calling it for ``codes``,
+    terminals signed on, on ``backend``."""
+    with BillerSimProcess(home / "biller") as sim:
+        for url in backend_url(backend, home):
+            with started(home, url, ONLINE_EXTRA, top_config=ONLINE_TOP) as proc:
+                sign_on_all(proc)
+                serve_billers_from(proc, sim, codes)
+                yield proc, sim
+
+
 def serve_billers_from(
     proc: SwitchProcess, sim: BillerSimProcess, codes: Sequence[str] = ("TEL01", "PWR01")
 ) -> None:

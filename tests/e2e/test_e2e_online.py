@@ -16,13 +16,10 @@ from typing import Any
 import pytest
 from e2e_support import (
     Ledger,
-    backend_url,
     biller_payment_id,
     call,
+    online_stack,
     receipt,
-    serve_billers_from,
-    sign_on_all,
-    started,
 )
 from sqlalchemy import func, select
 
@@ -39,31 +36,14 @@ from tests.switch_process import SwitchProcess
 TEL, PWR = "TEL01", "PWR01"
 TPK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # ATM00001's test-only TPK (README)
 WAIT = 90.0  # seconds: a bound on every wait, not a measure of speed
-TOP = "reference_refresh = 0.3  # seconds: the billers' URLs set below are seen quickly\n"
-# A short ledger deadline and a lively delivery loop: a settle row is due (call limit or
-# deadline, whichever is longer) + 5 s after its payment, and delivered soon after.
-EXTRA = """
-[ledger]
-deadline = 3
-[outbox]
-poll = 0.2
-backoff_base = 0.2
-backoff_cap = 1
-lease = 10
-"""
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory
 ) -> Iterator[tuple[SwitchProcess, BillerSimProcess]]:  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("online")
-    with BillerSimProcess(home / "biller") as sim:
-        for url in backend_url(request.param, home):
-            with started(home, url, EXTRA, top_config=TOP) as proc:
-                sign_on_all(proc)
-                serve_billers_from(proc, sim, (TEL, PWR))
-                yield proc, sim
+    with online_stack(tmp_path_factory.mktemp("online"), request.param, (TEL, PWR)) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

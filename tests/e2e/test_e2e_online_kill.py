@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 from e2e_support import (
+    ONLINE_EXTRA,
+    ONLINE_TOP,
     Ledger,
     backend_url,
     biller_payment_id,
@@ -52,18 +54,6 @@ CONNECTIONS = 6
 BEFORE_KILL = 120  # answered requests before the kill
 HOLD = 0.4  # seconds a biller holds its answers just before a kill (its call limit is 1 s)
 AFTER_RETURN = 30  # payments approved after the killed process is back, then stop
-TOP = "reference_refresh = 0.3  # seconds: the billers' URLs set below are seen quickly\n"
-# A short ledger deadline and a lively delivery loop (as test_e2e_online.py): a settle
-# row is due 3 + 5 s after its payment and delivered soon after.
-EXTRA = """
-[ledger]
-deadline = 3
-[outbox]
-poll = 0.2
-backoff_base = 0.2
-backoff_cap = 1
-lease = 10
-"""
 
 
 # -- the acquirer ------------------------------------------------------------------
@@ -292,7 +282,9 @@ class Stack:
     def restart_switch(self) -> None:
         """Start the switch again on the same home and database (its log kept aside)."""
         self.switch.log_path.rename(self.home / f"switch.{time.monotonic_ns()}.log")
-        self.switch = self.exits.enter_context(started(self.home, self.url, EXTRA, top_config=TOP))
+        self.switch = self.exits.enter_context(
+            started(self.home, self.url, ONLINE_EXTRA, top_config=ONLINE_TOP)
+        )
         _ready(self.switch)
 
 
@@ -307,7 +299,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     with BillerSimProcess(tmp_path / "biller") as sim:
         for url in backend_url(request.param, tmp_path):  # the database outlives the switch
             with ExitStack() as exits:
-                switch = exits.enter_context(started(tmp_path, url, EXTRA, top_config=TOP))
+                switch = exits.enter_context(
+                    started(tmp_path, url, ONLINE_EXTRA, top_config=ONLINE_TOP)
+                )
                 sign_on_all(switch)
                 serve_billers_from(switch, sim, (TEL, PWR))
                 ledger = Ledger(url)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from e2e_support import Ledger, backend_url, call, receipt, serve_billers_from, sign_on_all, started
+from e2e_support import Ledger, call, online_stack, receipt
 from sqlalchemy import select
 
 from loadtest.biller_process import BillerSimProcess
@@ -28,16 +28,6 @@ from tests.switch_process import SwitchProcess
 
 TEL = "TEL01"
 WAIT = 90.0  # seconds: a bound on every wait, not a measure of speed
-TOP = "reference_refresh = 0.3  # seconds: the billers' URLs set below are seen quickly\n"
-EXTRA = """
-[ledger]
-deadline = 3
-[outbox]
-poll = 0.2
-backoff_base = 0.2
-backoff_cap = 1
-lease = 10
-"""
 _p = s.payments.c
 
 
@@ -45,13 +35,8 @@ _p = s.payments.c
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory
 ) -> Iterator[tuple[SwitchProcess, BillerSimProcess]]:  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("payers")
-    with BillerSimProcess(home / "biller") as sim:
-        for url in backend_url(request.param, home):
-            with started(home, url, EXTRA, top_config=TOP) as proc:
-                sign_on_all(proc)
-                serve_billers_from(proc, sim, (TEL,))
-                yield proc, sim
+    with online_stack(tmp_path_factory.mktemp("payers"), request.param, (TEL,)) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

@@ -271,7 +271,6 @@ def test_in_one_batch_as_in_arrival_order(ledger: Engine, held) -> None:  # type
     _check(ledger)
 
 
-
 def test_each_part_is_priced_as_its_own_payment_and_a_billers_fee_comes_back_with_it(
     ledger: Engine, held
 ) -> None:  # type: ignore[no-untyped-def]
